@@ -1,0 +1,74 @@
+"""The control board: one small int64 window on the first server.
+
+Layout (``W`` = number of workers)::
+
+    [0, W)        clock published by each worker (the server clock is the min)
+    [W, 2W)       strict-BSP "my reads of clock c are done" markers
+    [2W, 2W+F)    flags raised by any rank (e.g. stop / checkpoint requests)
+
+Writes are ``Accumulate`` (REPLACE or MAX) and reads ``Get_accumulate``
+(NO_OP), so every element is read and written atomically.
+"""
+import numpy as np
+from mpi4py import MPI
+
+from .window import ShardWindow
+
+FLAG_STOP = 0           # a rank asked the job to stop at the next clock boundary
+FLAG_CHECKPOINT = 1     # a rank asked for a checkpoint at the next clock boundary
+N_FLAGS = 4
+
+
+class Board:
+    def __init__(self, layout, *, comm):
+        self.n_workers = layout.n_workers
+        self.size = 2 * self.n_workers + N_FLAGS
+        self.home = layout.servers[0]          # world rank holding the board
+        shape = (self.size,) if comm.rank == self.home else (0,)
+        self.window = ShardWindow(shape, np.int64, comm=comm)
+        if comm.rank == self.home:
+            with self.window.local_epoch(self.home) as mem:
+                mem[:] = 0
+        self._buf = np.zeros(self.size, np.int64)
+        self._one = np.zeros(1, np.int64)
+
+    def _put(self, index, value, op):
+        self._one[0] = value
+        win = self.window.win
+        win.Accumulate([self._one, 1, MPI.INT64_T], self.home, target=(index, 1, MPI.INT64_T), op=op)
+        win.Flush(self.home)
+
+    def read(self):
+        """Atomic snapshot of the whole board (a copy)."""
+        win = self.window.win
+        win.Get_accumulate([self._buf, self.size, MPI.INT64_T], [self._buf, self.size, MPI.INT64_T],
+                           self.home, target=(0, self.size, MPI.INT64_T), op=MPI.NO_OP)
+        win.Flush(self.home)
+        return self._buf.copy()
+
+    def clocks(self, snapshot=None):
+        b = self.read() if snapshot is None else snapshot
+        return b[:self.n_workers]
+
+    def server_clock(self, snapshot=None):
+        return int(self.clocks(snapshot).min())
+
+    def reads_done(self, snapshot=None):
+        b = self.read() if snapshot is None else snapshot
+        return int(b[self.n_workers:2 * self.n_workers].min())
+
+    def flag(self, which, snapshot=None):
+        b = self.read() if snapshot is None else snapshot
+        return int(b[2 * self.n_workers + which])
+
+    def publish_clock(self, worker, clock):
+        self._put(worker, clock, MPI.REPLACE)
+
+    def publish_reads_done(self, worker, clock):
+        self._put(self.n_workers + worker, clock, MPI.REPLACE)
+
+    def raise_flag(self, which, value=1):
+        self._put(2 * self.n_workers + which, value, MPI.MAX)
+
+    def free(self):
+        self.window.free()

@@ -1,0 +1,79 @@
+"""Per-worker, per-clock time and traffic accounting.
+
+Every clock of every worker is split into compute, communication (RMA
+operations and their flushes) and wait (blocked on the SSP read rule or on a
+strict-BSP hold).  Compute is what is left of the clock's wall time.
+"""
+import time
+from contextlib import contextmanager
+
+
+class ClockStats:
+    FIELDS = ("clock", "wall_s", "compute_s", "comm_s", "wait_s", "bytes_out", "bytes_in")
+
+    def __init__(self):
+        self.records = []
+        self._t0 = time.perf_counter()
+        self._start = self._t0
+        self._comm = self._wait = 0.0
+        self._out = self._in = 0
+
+    @contextmanager
+    def comm(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._comm += time.perf_counter() - t
+
+    @contextmanager
+    def wait(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._wait += time.perf_counter() - t
+
+    def moved(self, out_bytes=0, in_bytes=0):
+        self._out += int(out_bytes)
+        self._in += int(in_bytes)
+
+    def compute_so_far(self):
+        """Compute seconds of the clock in progress (for the straggler knob)."""
+        return max(0.0, time.perf_counter() - self._start - self._comm - self._wait)
+
+    def end_clock(self, clock):
+        now = time.perf_counter()
+        wall = now - self._start
+        rec = {"clock": int(clock), "wall_s": wall,
+               "compute_s": max(0.0, wall - self._comm - self._wait),
+               "comm_s": self._comm, "wait_s": self._wait,
+               "bytes_out": self._out, "bytes_in": self._in,
+               "elapsed_s": now - self._t0}
+        self.records.append(rec)
+        self._start = now
+        self._comm = self._wait = 0.0
+        self._out = self._in = 0
+        return rec
+
+    def totals(self):
+        tot = {k: 0.0 for k in ("wall_s", "compute_s", "comm_s", "wait_s")}
+        tot.update(bytes_out=0, bytes_in=0, clocks=len(self.records))
+        for r in self.records:
+            for k in ("wall_s", "compute_s", "comm_s", "wait_s", "bytes_out", "bytes_in"):
+                tot[k] += r[k]
+        return tot
+
+
+def combine(per_worker_totals):
+    """Aggregate the ``totals()`` of all workers: sums, and the maximum over
+    workers of each time (the critical path)."""
+    out = {"workers": len(per_worker_totals)}
+    for k in ("compute_s", "comm_s", "wait_s", "wall_s"):
+        vals = [t[k] for t in per_worker_totals]
+        out[k] = sum(vals) / max(1, len(vals))          # mean per worker
+        out[k.replace("_s", "_max_s")] = max(vals) if vals else 0.0
+    for k in ("bytes_out", "bytes_in"):
+        out[k] = sum(t[k] for t in per_worker_totals)
+    out["clocks"] = max((t["clocks"] for t in per_worker_totals), default=0)
+    return out

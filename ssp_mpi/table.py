@@ -1,0 +1,250 @@
+"""Tables: specification, and the worker's view (process cache + oplog).
+
+A worker's ``WorkerTable`` holds
+
+* ``replica`` -- a full-size ``rows x cols`` array: the cached values of the
+  rows it reads, always including all of its own increments (read-my-writes);
+* ``delta`` -- the oplog: the same shape, the increments not pushed yet;
+* per row, the server clock at which it was fetched (``fetch_clock``) and
+  the worker clock at which it was fetched (``fetched_at``).
+
+Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
+increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from mpi4py import MPI
+
+from . import partition
+from .config import DTYPES, parse_staleness
+from .window import RowSet
+
+REFRESH_MODES = ("clock", "lazy")
+
+
+@dataclass
+class TableSpec:
+    """A named ``rows x cols`` table.
+
+    staleness: an int >= 0 or ``math.inf`` (also the string ``"inf"``).
+    init:      None (zeros), a scalar, or a pure function ``init(row_ids) ->
+               array (len(row_ids), cols)`` evaluated by each server for its
+               own rows; it must not depend on the rank.
+    refresh:   "clock" (default): a read refetches a row at most once per
+               worker clock, waiting only as long as the SSP rule demands;
+               "lazy": refetch only when the rule demands (Bosen's cache; at
+               staleness inf a row is then fetched once).
+    """
+    name: str
+    rows: int
+    cols: int
+    dtype: str = "float32"
+    staleness: object = 0
+    init: object = None
+    refresh: str = "clock"
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("a table needs a non-empty name")
+        if int(self.rows) < 1 or int(self.cols) < 1:
+            raise ValueError(f"table {self.name!r}: rows and cols must be >= 1, got {self.rows} x {self.cols}")
+        self.rows, self.cols = int(self.rows), int(self.cols)
+        self.dtype = np.dtype(self.dtype).name
+        if self.dtype not in DTYPES:
+            raise TypeError(f"table {self.name!r}: dtype {self.dtype} unsupported; use one of {sorted(DTYPES)}")
+        self.staleness = parse_staleness(self.staleness)
+        if self.refresh not in REFRESH_MODES:
+            raise ValueError(f"table {self.name!r}: refresh must be one of {REFRESH_MODES}")
+
+    def describe(self):
+        """The part every rank must agree on (``init`` is code, not compared)."""
+        return {"name": self.name, "rows": self.rows, "cols": self.cols, "dtype": self.dtype,
+                "staleness": str(self.staleness), "refresh": self.refresh}
+
+    def initial_rows(self, row_ids):
+        """Initial values of ``row_ids`` (used by servers)."""
+        n = len(row_ids)
+        if self.init is None:
+            return np.zeros((n, self.cols), self.dtype)
+        if np.isscalar(self.init):
+            return np.full((n, self.cols), self.init, self.dtype)
+        vals = np.asarray(self.init(np.asarray(row_ids, np.int64)))
+        if vals.shape != (n, self.cols):
+            raise ValueError(f"table {self.name!r}: init returned shape {vals.shape}, "
+                             f"expected {(n, self.cols)}")
+        return vals.astype(self.dtype, copy=False)
+
+
+class WorkerTable:
+    """A worker's process cache and oplog for one table."""
+
+    def __init__(self, spec, window, worker):
+        self.spec = spec
+        self.name = spec.name
+        self._window = window
+        self._w = worker
+        self._servers = worker.layout.servers
+        n, k = spec.rows, spec.cols
+        self.replica = np.zeros((n, k), spec.dtype)
+        self.delta = np.zeros((n, k), spec.dtype)
+        self.fetch_clock = np.full(n, -1, np.int64)
+        self.fetched_at = np.full(n, -1, np.int64)
+        self._rowsets = {}
+        self._all = self._rowset(None)
+        self._default = self._all
+        self._delta_clean = True
+
+    # -- row sets ---------------------------------------------------------
+    def _rowset(self, rows):
+        if rows is None:
+            key = None
+        elif isinstance(rows, RowSet):
+            return rows
+        else:
+            rows = np.asarray(rows, np.int64).ravel()
+            key = (rows.size, hash(rows.tobytes()))
+        rs = self._rowsets.get(key)
+        if rs is None:
+            if len(self._rowsets) > 64:         # bound the cache of datatypes
+                for old_key in [k for k in self._rowsets if k is not None][:32]:
+                    self._rowsets.pop(old_key).free()
+            ids = np.arange(self.spec.rows) if rows is None else rows
+            try:
+                rs = RowSet(ids, self.spec.rows, self.spec.cols, self.spec.dtype,
+                            len(self._servers))
+            except IndexError as e:
+                raise IndexError(f"table {self.name!r}: {e}") from None
+            self._rowsets[key] = rs
+        return rs
+
+    def use_rows(self, rows):
+        """Declare the rows this worker reads (``get()`` with no argument)."""
+        self._default = self._rowset(rows)
+        return self._default
+
+    # -- SSP read ----------------------------------------------------------
+    def get(self, rows=None):
+        """Rows ``rows`` (default: the declared rows, else all) made valid
+        under the SSP rule; returns the full replica array (index it by
+        global row id).  May wait for slower workers; never busy-spins."""
+        rs = self._default if rows is None else self._rowset(rows)
+        if not rs.rows.size:
+            return self.replica
+        c = self._w.clock_value
+        s = self.spec.staleness
+        need = -math.inf if math.isinf(s) else c - s
+        if rs.is_all:
+            oldest = int(self.fetch_clock.min())
+            last = int(self.fetched_at.min())
+        else:
+            oldest = int(self.fetch_clock[rs.rows].min())
+            last = int(self.fetched_at[rs.rows].min())
+        must = oldest < 0 or oldest < need
+        if must or (self.spec.refresh == "clock" and last < c):
+            server_clock = self._w.wait_server_clock(need) if must and need > 0 \
+                else self._w.server_clock()
+            self._fetch(rs, server_clock)
+        self._w.record_read(self, rs, c)
+        self._delta_clean = False      # the caller may now add increments
+        return self.replica
+
+    def _fetch(self, rs, server_clock):
+        """Bulk-read ``rs`` into the replica; ``server_clock`` was observed
+        *before* the read, so the data holds every update of clocks below it."""
+        win = self._window.win
+        with self._w.stats.comm():
+            for t in rs.transfers:
+                spec = t.origin(self.replica)
+                win.Get_accumulate(spec, spec, self._servers[t.server], target=t.target(),
+                                   op=MPI.NO_OP)
+            win.Flush_all()
+        self._w.stats.moved(in_bytes=rs.nbytes)
+        if not self._delta_clean:      # read-my-writes: re-apply unpushed increments
+            if rs.is_all:
+                self.replica += self.delta
+            else:
+                self.replica[rs.rows] += self.delta[rs.rows]
+        if rs.is_all:
+            self.fetch_clock[:] = server_clock
+            self.fetched_at[:] = self._w.clock_value
+        else:
+            self.fetch_clock[rs.rows] = server_clock
+            self.fetched_at[rs.rows] = self._w.clock_value
+
+    # -- increments --------------------------------------------------------
+    def inc(self, rows, values, cols=None):
+        """Add ``values`` to rows ``rows`` (whole rows) or, with ``cols``, to
+        the elements ``(rows[i], cols[i])``.  Repeated indices add up."""
+        rows = np.asarray(rows, np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.spec.rows):
+            raise IndexError(f"table {self.name!r}: row ids must be in 0..{self.spec.rows - 1}")
+        vals = np.asarray(values)
+        if np.issubdtype(vals.dtype, np.floating) and np.issubdtype(self.replica.dtype, np.integer):
+            raise TypeError(f"table {self.name!r} holds {self.spec.dtype}: increments must be integers")
+        vals = vals.astype(self.replica.dtype, copy=False)
+        index = rows if cols is None else (rows, np.asarray(cols, np.int64))
+        np.add.at(self.replica, index, vals)
+        np.add.at(self.delta, index, vals)
+        self._delta_clean = False
+
+    # -- push (called by Worker.clock) ------------------------------------
+    def push(self):
+        """Accumulate the oplog's non-zero rows into the shards (no flush:
+        the worker flushes every window together); returns bytes sent."""
+        if self._delta_clean:
+            return 0
+        rs = self._default
+        if rs.is_all:
+            dirty = np.flatnonzero(self.delta.any(axis=1))
+        else:
+            dirty = rs.rows[self.delta[rs.rows].any(axis=1)]
+            outside = self.delta.any(axis=1)
+            outside[rs.rows] = False
+            if outside.any():          # increments outside the declared rows
+                dirty = np.union1d(dirty, np.flatnonzero(outside))
+        if dirty.size == 0:
+            self._delta_clean = True
+            return 0
+        if dirty.size >= 0.75 * rs.rows.size and np.isin(dirty, rs.rows).all():
+            push_set, temporary = rs, False
+        else:
+            push_set, temporary = self._rowset_uncached(dirty), True
+        win = self._window.win
+        for t in push_set.transfers:
+            win.Accumulate(t.origin(self.delta), self._servers[t.server], target=t.target(),
+                           op=MPI.SUM)
+        self._pending = (push_set, temporary)
+        return push_set.nbytes
+
+    def _rowset_uncached(self, rows):
+        return RowSet(rows, self.spec.rows, self.spec.cols, self.spec.dtype, len(self._servers))
+
+    def after_flush(self):
+        """The pushed increments are now at the servers: clear the oplog."""
+        pending = getattr(self, "_pending", None)
+        if pending is None:
+            return
+        push_set, temporary = pending
+        if push_set.is_all:
+            self.delta.fill(0)
+        else:
+            self.delta[push_set.rows] = 0
+        if temporary:
+            push_set.free()
+        self._pending = None
+        self._delta_clean = True
+
+    def free(self):
+        for rs in self._rowsets.values():
+            rs.free()
+        self._rowsets = {}
+
+
+def shard_shape(spec, layout, rank):
+    """Local shard shape of ``spec`` on world rank ``rank``."""
+    if rank not in layout.servers:
+        return (0, spec.cols)
+    s = layout.servers.index(rank)
+    return (partition.shard_rows(spec.rows, layout.n_servers, s), spec.cols)

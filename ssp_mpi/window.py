@@ -1,0 +1,178 @@
+"""RMA windows and the datatypes that move many rows in one operation.
+
+``ShardWindow`` owns one ``MPI.Win.Allocate`` window (``Win.Create`` stalls
+without target progress under MPICH).  Ranks differ only in the size they
+allocate: a server allocates its shard, a worker allocates nothing.
+
+``RowTransfer`` describes, for one server, a set of table rows as a pair of
+MPI datatypes: the rows' places in the worker's full-size replica (origin)
+and in the server's shard (target).  One ``Get_accumulate`` or ``Accumulate``
+then moves all of them, however scattered, straight between the replica and
+the shard: no packing in Python, never one call per row.
+"""
+from contextlib import contextmanager
+
+import numpy as np
+from mpi4py import MPI
+
+from . import partition
+from .errors import UsageError
+
+MPI_TYPES = {
+    np.dtype(np.float32): MPI.FLOAT,
+    np.dtype(np.float64): MPI.DOUBLE,
+    np.dtype(np.int32): MPI.INT32_T,
+    np.dtype(np.int64): MPI.INT64_T,
+}
+
+
+def mpi_type(dtype):
+    try:
+        return MPI_TYPES[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"unsupported table dtype {dtype}; use float32, float64, int32 or int64") from None
+
+
+class ShardWindow:
+    """One window, allocated collectively over ``comm``.
+
+    ``shape`` is this rank's local shard shape (``(0, cols)`` on workers).
+    Use ``free()`` or a ``with`` block; any use after ``free()`` raises.
+    """
+
+    def __init__(self, shape, dtype, *, comm, info=MPI.INFO_NULL):
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(x) for x in shape)
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self._win = MPI.Win.Allocate(nbytes, self.dtype.itemsize, info=info, comm=comm)
+        self._local = np.frombuffer(self._win.tomemory(), self.dtype).reshape(self.shape)
+
+    @property
+    def win(self):
+        if self._win is None:
+            raise UsageError("this window was freed; create the session's tables again")
+        return self._win
+
+    @property
+    def local(self):
+        """This rank's shard as a NumPy array (touch it only in a local epoch)."""
+        if self._win is None:
+            raise UsageError("this window was freed; create the session's tables again")
+        return self._local
+
+    @contextmanager
+    def local_epoch(self, rank):
+        """Exclusive access to this rank's own memory (initial values, restore)."""
+        self.win.Lock(rank, MPI.LOCK_EXCLUSIVE)
+        try:
+            yield self._local
+        finally:
+            self.win.Unlock(rank)
+
+    @contextmanager
+    def access_all(self):
+        """Passive-target epoch on every rank; ``Unlock_all`` always runs."""
+        self.win.Lock_all(MPI.MODE_NOCHECK)
+        try:
+            yield self.win
+        finally:
+            self.win.Unlock_all()
+
+    def free(self):
+        if self._win is not None:
+            self._local = None
+            self._win.Free()
+            self._win = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+
+
+def _rows_type(rowtype, idx):
+    """A datatype selecting rows ``idx`` (sorted) of an array of ``rowtype``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    n = idx.size
+    if n == 0:
+        return None, 0
+    if n == 1:
+        dt = rowtype.Create_contiguous(1)
+        return dt, int(idx[0])
+    step = np.diff(idx)
+    if np.all(step == step[0]):
+        if step[0] == 1:
+            dt = rowtype.Create_contiguous(n)
+        else:
+            dt = rowtype.Create_vector(n, 1, int(step[0]))
+        return dt, int(idx[0])
+    starts, lengths = partition.runs(idx)
+    base = int(starts[0])
+    if np.all(lengths == 1):
+        dt = rowtype.Create_indexed_block(1, (starts - base).astype(np.int32).tolist())
+    else:
+        dt = rowtype.Create_indexed(lengths.astype(np.int32).tolist(),
+                                    (starts - base).astype(np.int32).tolist())
+    return dt, base
+
+
+class RowTransfer:
+    """The rows of one row set that live on one server, as MPI datatypes."""
+
+    def __init__(self, server, global_rows, local_rows, rowtype, cols, itemsize):
+        self.server = server          # server index (not world rank)
+        self.cols = cols
+        self.count = int(len(global_rows))
+        self.nbytes = self.count * cols * itemsize
+        self.origin_type, self.origin_row = _rows_type(rowtype, global_rows)
+        self.target_type, self.target_row = _rows_type(rowtype, local_rows)
+        for dt in (self.origin_type, self.target_type):
+            if dt is not None:
+                dt.Commit()
+
+    def origin(self, array):
+        """Buffer spec over a full-size C-contiguous (rows x cols) ``array``."""
+        flat = array.reshape(-1)[self.origin_row * self.cols:]
+        return [flat, 1, self.origin_type]
+
+    def target(self):
+        """Target spec; displacements count elements (disp_unit = itemsize)."""
+        return (self.target_row * self.cols, 1, self.target_type)
+
+    def free(self):
+        for dt in (self.origin_type, self.target_type):
+            if dt is not None:
+                dt.Free()
+        self.origin_type = self.target_type = None
+
+
+class RowSet:
+    """A sorted set of global rows of one table, split into per-server
+    transfers.  Built once and reused (datatypes stay committed)."""
+
+    def __init__(self, rows, n_rows, cols, dtype, n_servers):
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if rows.size and (rows[0] < 0 or rows[-1] >= n_rows):
+            bad = rows[0] if rows[0] < 0 else rows[-1]
+            raise IndexError(f"row {bad} is outside the table (0..{n_rows - 1})")
+        self.rows = rows
+        self.is_all = rows.size == n_rows
+        self.rowtype = mpi_type(dtype).Create_contiguous(cols)
+        self.rowtype.Commit()
+        itemsize = np.dtype(dtype).itemsize
+        self.transfers = [RowTransfer(s, g, l, self.rowtype, cols, itemsize)
+                          for s, (g, l) in enumerate(partition.split_by_server(rows, n_servers))
+                          if g.size]
+
+    @property
+    def nbytes(self):
+        return sum(t.nbytes for t in self.transfers)
+
+    def free(self):
+        for t in self.transfers:
+            t.free()
+        self.transfers = []
+        if self.rowtype is not None:
+            self.rowtype.Free()
+            self.rowtype = None

@@ -1,0 +1,155 @@
+"""The worker side: clocks, the SSP wait, and collectives among workers."""
+import logging
+import math
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from . import mpienv
+from .board import FLAG_STOP
+from .stats import ClockStats, combine
+from .table import WorkerTable
+
+log = logging.getLogger("ssp_mpi.worker")
+
+
+class Worker:
+    """What a worker function receives.
+
+    index / n_workers   this worker's index among the workers
+    comm                a communicator of the workers only (a duplicate)
+    clock_value         the worker clock ``c`` (0 before the first ``clock()``)
+    is_leader           True on worker 0, which prints progress and writes outputs
+    rng                 a NumPy Generator seeded from (seed, index)
+    stats               per-clock compute / comm / wait seconds and bytes
+    """
+
+    def __init__(self, session, comm):
+        self.layout = session.layout
+        self.config = session.config
+        self.index = self.layout.worker_index
+        self.n_workers = self.layout.n_workers
+        self.comm = comm
+        self.is_leader = self.index == 0
+        self.clock_value = 0
+        self.stats = ClockStats()
+        self.rng = np.random.default_rng([int(self.config.seed), self.index])
+        self._board = session.board
+        self._straggle = float(self.config.straggle.get(self.index, 1.0))
+        self._strict = self.config.strict_bsp
+        self._tables = {name: WorkerTable(session.specs[name], win, self)
+                        for name, win in session.windows.items()}
+        self._known_server_clock = 0
+        self.read_log = None          # set to a list to record every read (tests)
+
+    # -- tables -----------------------------------------------------------
+    def table(self, name):
+        try:
+            return self._tables[name]
+        except KeyError:
+            raise KeyError(f"no table named {name!r}; tables: {sorted(self._tables)}") from None
+
+    @property
+    def tables(self):
+        return dict(self._tables)
+
+    # -- the SSP clock ----------------------------------------------------
+    def server_clock(self):
+        with self.stats.comm():
+            self._known_server_clock = self._board.server_clock()
+        return self._known_server_clock
+
+    def wait_server_clock(self, target):
+        """Block (sleeping) until the server clock is >= ``target``."""
+        if self._known_server_clock >= target:
+            return self.server_clock()
+        backoff = mpienv.Backoff()
+        with self.stats.wait():
+            while True:
+                sc = self._board.server_clock()
+                if sc >= target:
+                    self._known_server_clock = sc
+                    return sc
+                backoff.sleep()
+
+    def record_read(self, table, rowset, clock):
+        if self.read_log is not None:
+            rows = rowset.rows
+            self.read_log.append((table.name, clock, int(table.fetch_clock[rows].min()),
+                                  table.replica[rows].copy(), rows.copy()))
+
+    def _straggler_sleep(self):
+        if self._straggle > 1.0:
+            time.sleep((self._straggle - 1.0) * self.stats.compute_so_far())
+
+    def _strict_hold(self):
+        """Strict BSP: no worker pushes clock ``c`` before all finished reading it."""
+        if not (self._strict and any(t.spec.staleness == 0 for t in self._tables.values())):
+            return
+        c1 = self.clock_value + 1
+        with self.stats.comm():
+            self._board.publish_reads_done(self.index, c1)
+        backoff = mpienv.Backoff()
+        with self.stats.wait():
+            while self._board.reads_done() < c1:
+                backoff.sleep()
+
+    def clock(self):
+        """End clock ``c``: push the oplog, wait until it is complete at the
+        servers, then publish ``c + 1``.  Returns the clock's stats record."""
+        self._straggler_sleep()
+        self._strict_hold()
+        sent = 0
+        with self.stats.comm():
+            for t in self._tables.values():
+                sent += t.push()
+            for name, t in self._tables.items():
+                t._window.win.Flush_all()
+                t.after_flush()
+            self.clock_value += 1
+            self._board.publish_clock(self.index, self.clock_value)
+        self.stats.moved(out_bytes=sent)
+        return self.stats.end_clock(self.clock_value - 1)
+
+    def stop_requested(self):
+        """True once any rank raised the stop flag (e.g. on SIGTERM)."""
+        with self.stats.comm():
+            return self._board.flag(FLAG_STOP) > 0
+
+    # -- collectives among workers (they sleep while they wait) -----------
+    def barrier(self):
+        with self.stats.wait():
+            mpienv.barrier(self.comm)
+
+    def allreduce(self, value, op=MPI.SUM):
+        """Element-wise reduction of a number or array over all workers."""
+        arr = np.ascontiguousarray(value)
+        out = np.empty_like(arr)
+        with self.stats.comm():
+            mpienv.wait(self.comm.Iallreduce(arr, out, op=op))
+        return out if np.ndim(value) else out.item()
+
+    def gather(self, obj, root=0):
+        """Python objects to worker ``root`` (a list there, None elsewhere)."""
+        self.barrier()
+        with self.stats.comm():
+            return self.comm.gather(obj, root=root)
+
+    def allgather(self, obj):
+        self.barrier()
+        with self.stats.comm():
+            return self.comm.allgather(obj)
+
+    def bcast(self, obj, root=0):
+        self.barrier()
+        with self.stats.comm():
+            return self.comm.bcast(obj, root=root)
+
+    def summary(self):
+        """Collective over workers: aggregated compute/comm/wait and bytes."""
+        return combine(self.allgather(self.stats.totals()))
+
+    def free(self):
+        for t in self._tables.values():
+            t.free()
