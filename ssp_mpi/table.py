@@ -150,6 +150,13 @@ class WorkerTable:
         self._delta_clean = False      # the caller may now add increments
         return self.replica
 
+    def get_final(self):
+        """All rows, once every worker has pushed every clock up to this
+        worker's clock (call after the last ``clock()`` to read the result)."""
+        server_clock = self._w.wait_server_clock(self._w.clock_value)
+        self._fetch(self._all, server_clock)
+        return self.replica
+
     def _fetch(self, rs, server_clock):
         """Bulk-read ``rs`` into the replica; ``server_clock`` was observed
         *before* the read, so the data holds every update of clocks below it."""

@@ -1,0 +1,108 @@
+"""Command-line pieces shared by every job, and the ``ssp-mpi`` command.
+
+``job_parser(prog, description)`` returns an ``argparse`` parser that
+already has the options every job spells the same way (``--staleness``,
+``--servers``, ``--seed``, ``--out``, ``--straggle``, logging).  It prints
+help from one rank only, and turns a bad option into an ``InputError``
+raised on every rank (all ranks parse the same command line), so the job
+exits with status 2 and one message instead of N copies.
+"""
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from .config import Config, parse_staleness, parse_straggle
+from .errors import InputError
+from .failure import launcher_rank
+
+SUBCOMMANDS = {
+    "mf": ("jobs.mf", "matrix factorisation by SGD"),
+    "lda": ("jobs.lda", "LDA by collapsed Gibbs sampling"),
+    "inspect": ("ssp_mpi.inspect", "print a checkpoint's clock, layout and tables"),
+    "bench": ("benchmarks.ps_ops", "parameter-server operation costs vs raw RMA"),
+}
+
+
+class JobParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InputError(f"{self.prog}: {message} (see {self.prog} --help)", collective=True)
+
+    def print_help(self, file=None):
+        if launcher_rank() == 0:
+            super().print_help(file)
+
+    def exit(self, status=0, message=None):
+        if message and launcher_rank() == 0:
+            sys.stderr.write(message)
+        sys.exit(status)
+
+
+def staleness_arg(text):
+    try:
+        return parse_staleness(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def straggle_arg(text):
+    try:
+        return parse_straggle(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def job_parser(prog, description):
+    p = JobParser(prog=prog, description=description,
+                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("parameter server (every job)")
+    g.add_argument("--staleness", type=staleness_arg, default=0,
+                   help="SSP staleness s: an integer >= 0 (0 = bulk synchronous) or 'inf' (asynchronous)")
+    g.add_argument("--servers", type=positive_int, default=None,
+                   help="number of server ranks (default: one per node)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (results are reproducible at s=0)")
+    g.add_argument("--out", default="out", help="output folder (written atomically at the end)")
+    g.add_argument("--straggle", type=straggle_arg, default={}, metavar="W:F[,W:F]",
+                   help="slow worker W down by factor F (experiments), e.g. 1:2.0")
+    g.add_argument("--no-strict-bsp", dest="strict_bsp", action="store_false",
+                   help="at s=0, let a worker push before all others finished reading "
+                        "(faster, not bit-reproducible)")
+    g.add_argument("--log-level", default=os.environ.get("SSP_MPI_LOG", "WARNING"),
+                   help="logging level of every rank (progress is printed by worker 0 regardless)")
+    return p
+
+
+def config_from_args(args, job_options):
+    """A ``Config`` from parsed common options plus the job's own options."""
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s rank%(process)d %(name)s: %(message)s")
+    return Config(servers=args.servers, seed=args.seed, straggle=dict(args.straggle),
+                  strict_bsp=args.strict_bsp, job=dict(job_options))
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
+        if launcher_rank() == 0:
+            print("usage: ssp-mpi COMMAND [OPTIONS]   (under mpiexec -n N for jobs)\n\ncommands:")
+            for name, (_, text) in SUBCOMMANDS.items():
+                print(f"  {name:<8} {text}")
+            print("\nssp-mpi COMMAND --help shows a command's options.")
+        return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
+    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+    return module.main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
