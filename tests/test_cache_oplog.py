@@ -1,0 +1,164 @@
+"""Process cache and oplog bookkeeping, in one process (MPI singleton).
+
+A fake worker controls the server clock; one real ``Win.Allocate`` window on
+``COMM_SELF`` plays the single server's shard.  This checks which reads
+fetch, which wait and for what, what is pushed, and read-my-writes, without
+launching ranks.
+"""
+import math
+import types
+
+import numpy as np
+import pytest
+
+import ssp_mpi  # noqa: F401  (prepares the environment before MPI)
+from mpi4py import MPI
+
+from ssp_mpi.stats import ClockStats
+from ssp_mpi.table import TableSpec, WorkerTable
+from ssp_mpi.window import RowSet, ShardWindow
+
+
+class FakeWorker:
+    def __init__(self):
+        self.layout = types.SimpleNamespace(servers=(0,))
+        self.clock_value = 0
+        self.stats = ClockStats()
+        self.sclock = 0
+        self.waited_for = []
+
+    def server_clock(self):
+        return self.sclock
+
+    def wait_server_clock(self, target):
+        self.waited_for.append(target)
+        self.sclock = max(self.sclock, target)   # pretend the others caught up
+        return self.sclock
+
+    def record_read(self, *a):
+        pass
+
+
+@pytest.fixture
+def table():
+    spec = TableSpec("t", 10, 3, "int64", staleness=2, refresh="lazy")
+    win = ShardWindow((10, 3), np.int64, comm=MPI.COMM_SELF)
+    with win.local_epoch(0) as mem:
+        mem[:] = np.arange(30).reshape(10, 3)
+    w = FakeWorker()
+    t = WorkerTable(spec, win, w)
+    win.win.Lock_all(MPI.MODE_NOCHECK)
+    yield t, w, win
+    win.win.Unlock_all()
+    t.free()
+    win.free()
+
+
+def server_values(win):
+    win.win.Flush_all()
+    out = np.zeros((10, 3), np.int64)
+    win.win.Get_accumulate([out, MPI.INT64_T], [out, MPI.INT64_T], 0, op=MPI.NO_OP)
+    win.win.Flush(0)
+    return out
+
+
+def test_first_read_fetches_without_waiting(table):
+    t, w, win = table
+    v = t.get()
+    assert np.array_equal(v, np.arange(30).reshape(10, 3))
+    assert w.waited_for == [] and np.all(t.fetch_clock == 0)
+
+
+def test_lazy_cache_refetches_only_when_too_stale(table):
+    t, w, win = table
+    t.get()
+    add = np.full((10, 3), 100, np.int64)  # another worker's update lands
+    win.win.Accumulate([add, MPI.INT64_T], 0, op=MPI.SUM)
+    win.win.Flush(0)
+    for c in (1, 2):                        # c - s <= 0 = fetch clock: cache valid
+        w.clock_value = c
+        assert t.get()[0, 0] == 0
+    assert w.waited_for == []
+    w.clock_value = 3                       # needs server clock >= 1: wait, refetch
+    assert t.get()[0, 0] == 100
+    assert w.waited_for == [1] and np.all(t.fetch_clock == 1)
+
+
+def test_read_my_writes_survives_refetch(table):
+    t, w, win = table
+    t.get()
+    t.inc([2, 2, 5], np.array([[1, 1, 1], [2, 2, 2], [5, 0, 0]]))
+    assert t.replica[2].tolist() == [9, 10, 11] and t.delta[5].tolist() == [5, 0, 0]
+    w.clock_value = 3
+    v = t.get()                             # refetch: server value + own unpushed delta
+    assert v[2].tolist() == [9, 10, 11] and v[5].tolist() == [20, 16, 17]
+
+
+def test_push_sends_only_dirty_rows_and_clears_oplog(table):
+    t, w, win = table
+    t.get()
+    t.inc([7], np.array([[1, 2, 3]]))
+    sent = t.push()
+    assert sent == 3 * 8                    # one row of three int64
+    win.win.Flush_all()
+    t.after_flush()
+    assert not t.delta.any()
+    got = server_values(win)
+    assert got[7].tolist() == [22, 24, 26] and got[6].tolist() == [18, 19, 20]
+    assert t.push() == 0                    # nothing new to push
+
+
+def test_scattered_rowset_roundtrip(table):
+    t, w, win = table
+    rows = [9, 1, 4, 5, 6]
+    v = t.get(rows)
+    assert np.array_equal(v[[1, 4, 5, 6, 9]], np.arange(30).reshape(10, 3)[[1, 4, 5, 6, 9]])
+    assert np.all(t.replica[[0, 2, 3, 7, 8]] == 0)      # rows not asked for are not fetched
+    assert np.all(t.fetch_clock[[0, 2]] == -1)
+
+
+def test_inc_rejects_bad_input(table):
+    t, w, win = table
+    with pytest.raises(IndexError, match="table 't'"):
+        t.inc([10], np.ones((1, 3), np.int64))
+    with pytest.raises(TypeError, match="integers"):
+        t.inc([0], np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("servers", [1, 2, 3])
+@pytest.mark.parametrize("rows", [[0], [3, 4, 5], [0, 2, 4, 6], [1, 2, 7, 11, 12, 13]])
+def test_rowset_datatypes_select_the_right_rows(servers, rows):
+    """Each server's datatypes pick exactly its rows from a full replica and
+    its shard (checked with local windows standing in for servers)."""
+    n, k = 14, 4
+    rs = RowSet(rows, n, k, np.float64, servers)
+    full = np.arange(n * k, dtype=np.float64).reshape(n, k)
+    got = np.full((n, k), -1.0)
+    for tr in rs.transfers:
+        shard_rows = np.arange(tr.server, n, servers)
+        win = ShardWindow((len(shard_rows), k), np.float64, comm=MPI.COMM_SELF)
+        with win.local_epoch(0) as mem:
+            mem[:] = full[shard_rows]
+        win.win.Lock_all()
+        spec = tr.origin(got)
+        win.win.Get_accumulate(spec, spec, 0, target=tr.target(), op=MPI.NO_OP)
+        win.win.Unlock_all()
+        win.free()
+    want = np.full((n, k), -1.0)
+    want[rows] = full[rows]
+    assert np.array_equal(got, want)
+    rs.free()
+
+
+def test_table_spec_validation():
+    with pytest.raises(ValueError, match="rows and cols"):
+        TableSpec("x", 0, 3)
+    with pytest.raises(TypeError, match="unsupported"):
+        TableSpec("x", 2, 3, dtype="complex64")
+    with pytest.raises(ValueError, match="staleness"):
+        TableSpec("x", 2, 3, staleness=-1)
+    assert math.isinf(TableSpec("x", 2, 3, staleness="inf").staleness)
+    spec = TableSpec("x", 3, 2, init=lambda ids: np.stack([ids, ids * 2], 1))
+    assert spec.initial_rows(np.array([2])).tolist() == [[2.0, 4.0]]
+    with pytest.raises(ValueError, match="init returned shape"):
+        TableSpec("x", 3, 2, init=lambda ids: np.zeros(len(ids))).initial_rows(np.arange(3))
