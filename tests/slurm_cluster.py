@@ -239,9 +239,14 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                sys.executable, "-S", os.path.abspath(__file__), "--init",
                self.node, self.address, str(self.workdir / "hosts"), str(ready)]
         nslog = open(self.logdir / "ns-init.log", "ab")
+        # Own session: a Ctrl-C meant for pytest must not kill the cluster
+        # before stop() has had its say.  Parent-death signal: if the test
+        # process dies hard, `unshare` dies, and --kill-child takes the
+        # namespace (and every daemon and job in it) down with it.
         self._holder = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                         stdout=nslog, stderr=nslog,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=_die_with_parent)
         nslog.close()
         deadline = time.monotonic() + 20
         while not ready.exists():
@@ -311,13 +316,14 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             return
         try:
             if self._init_pid is not None and self._holder.poll() is None:
-                # Be polite first: cancel jobs, ask the daemons to exit.
-                self.run(["scancel", "--full", "--quiet", "--user=root"],
-                         timeout=10, check=False)
+                # Be polite first: ask the daemons to exit (slurmctld saves
+                # its state, slurmd says goodbye), but do not wait for jobs:
+                # those die with the namespace below.
                 self.run(["scontrol", "shutdown"], timeout=10, check=False)
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and self._ns_pids(exclude_init=True):
-                    time.sleep(0.2)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and any(
+                        c in ("slurmctld", "slurmd") for _, c in self._ns_pids()):
+                    time.sleep(0.1)
         except (subprocess.SubprocessError, OSError):
             pass
         # Killing PID 1 of the namespace kills everything else in it.
@@ -408,14 +414,21 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
     def scontrol(self, *args, timeout: float = 30, check: bool = True) -> str:
         return self.run(["scontrol", *args], timeout=timeout, check=check).stdout
 
-    def sbatch(self, script, args=(), env=None, *, options=(), cwd=None,
-               timeout: float = 30) -> str:
+    def sbatch(self, script=None, args=(), env=None, *, options=(), wrap=None,
+               cwd=None, timeout: float = 30) -> str:
         """Submit ``script`` (a path, or the text of a script) and return the job id.
 
         ``args`` go to the script, ``options`` to sbatch (before the script),
         ``env`` is added to the submission environment (sbatch exports it to
-        the job by default).
+        the job by default).  ``wrap="cmd"`` submits ``sbatch --wrap cmd``
+        instead of a script.
         """
+        if wrap is not None:
+            if script is not None:
+                raise ValueError("give either script or wrap, not both")
+            res = self.run(["sbatch", "--parsable", *options, "--wrap", wrap],
+                           env=env, cwd=cwd, timeout=timeout)
+            return self._jobid(res.stdout)
         if isinstance(script, Path) or (isinstance(script, str) and "\n" not in script
                                         and os.path.exists(script)):
             path = Path(script).resolve()
@@ -426,9 +439,13 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             path.chmod(0o755)
         res = self.run(["sbatch", "--parsable", *options, str(path), *args],
                        env=env, cwd=cwd, timeout=timeout)
-        jobid = res.stdout.strip().split(";")[0]
+        return self._jobid(res.stdout)
+
+    @staticmethod
+    def _jobid(out: str) -> str:
+        jobid = out.strip().split(";")[0]
         if not jobid.isdigit():
-            raise SlurmError(f"unexpected sbatch output {res.stdout!r}")
+            raise SlurmError(f"unexpected sbatch output {out!r}")
         return jobid
 
     def job(self, jobid) -> Job:
@@ -440,21 +457,67 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
         return Job(_parse_scontrol_record(lines[0]))
 
     def wait(self, jobid, timeout: float = 90, states=TERMINAL_STATES,
-             poll: float = 0.5) -> Job:
-        """Wait until the job reaches one of ``states``; return its record.
+             min_restarts: int = 0, poll: float = 0.5) -> Job:
+        """Wait until the job is in one of ``states`` after at least
+        ``min_restarts`` requeues; return its record.
 
         Accounting (slurmdbd) is not configured, so this polls
         ``scontrol show job`` (kept for MinJobAge=86400 s).
         """
         deadline = time.monotonic() + timeout
         job = self.job(jobid)
-        while job.state not in states:
+        while job.state not in states or job.restarts < min_restarts:
             if time.monotonic() > deadline:
                 raise SlurmError(f"job {jobid} still {job.state} after {timeout} s "
                                  f"(Reason={job.get('Reason')})\n{self.log_tails()}")
             time.sleep(poll)
             job = self.job(jobid)
         return job
+
+    def wait_output(self, jobid, text: str, timeout: float = 30) -> str:
+        """Wait until the job's stdout file contains ``text``; return it.
+
+        The file appears only once the batch script has started, which can
+        be a moment after the job is reported RUNNING.
+        """
+        path = Path(self.job(jobid)["StdOut"])
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                out = path.read_text(errors="replace")
+            except FileNotFoundError:
+                out = ""
+            if text in out:
+                return out
+            if time.monotonic() > deadline:
+                raise SlurmError(f"job {jobid}: {text!r} not in {path} after {timeout} s "
+                                 f"(have {out[-500:]!r})\n{self.log_tails()}")
+            time.sleep(0.1)
+
+    def requeue(self, jobid) -> None:
+        """``scontrol requeue`` the job and let it start again right away."""
+        self.scontrol("requeue", str(jobid))
+        self.start_now(jobid)
+
+    def start_now(self, jobid, timeout: float = 30) -> None:
+        """Clear the begin-time delay of a requeued job.
+
+        SLURM 22.05 holds a requeued batch job with Reason=BeginTime for about
+        two minutes; this waits until the job is pending again (the requeue
+        happens asynchronously) and sets its StartTime to now.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(jobid)
+            if job.state == "PENDING":
+                break
+            if job.state in TERMINAL_STATES:
+                raise SlurmError(f"job {jobid} is {job.state}, not pending")
+            if time.monotonic() > deadline:
+                raise SlurmError(f"job {jobid} not pending after {timeout} s "
+                                 f"(state {job.state})\n{self.log_tails()}")
+            time.sleep(0.2)
+        self.scontrol("update", f"JobId={jobid}", "StartTime=now")
 
     # ------------------------------------------------------------- logs
     def log_tails(self, lines: int = 25) -> str:
@@ -466,6 +529,16 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             text = path.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- tail of {path} ---\n" + "\n".join(text))
         return "\n".join(out)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent thread exits."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 # ------------------------------------------------------------------ init

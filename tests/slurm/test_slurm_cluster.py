@@ -1,0 +1,194 @@
+"""The SLURM test harness against a real slurmctld + slurmd (no mocks).
+
+Timing facts these tests rely on (SLURM 22.05, see docs/slurm-testing.md):
+- time limits are whole minutes; ``--signal=...@N`` is sent by slurmctld's
+  periodic time-limit check, which runs every 30 s, so with ``--time=1`` and
+  ``@58`` the signal arrives 2..32 s after the job starts;
+- a requeued batch job is held pending (Reason=BeginTime) for ~2 minutes;
+  ``SlurmCluster.start_now`` clears that with ``scontrol update StartTime=now``.
+"""
+
+import re
+import sys
+import textwrap
+import time
+
+import pytest
+
+from slurm_cluster import SlurmCluster, missing_requirements
+
+pytestmark = pytest.mark.slurm
+
+PY = sys.executable
+
+
+def _script(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
+
+
+def test_cluster_runs_hostname(slurm_cluster):
+    node = slurm_cluster.scontrol("-o", "show", "node")
+    assert "CPUTot=8" in node and "State=IDLE" in node, node
+    jobid = slurm_cluster.sbatch(wrap="hostname")
+    job = slurm_cluster.wait(jobid, timeout=60)
+    assert (job.state, job.exit_code) == ("COMPLETED", 0), job
+    assert job.stdout.read_text().strip() == slurm_cluster.node
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ntasks", [4, 8])
+def test_mpi_hello_pmi2(slurm_cluster, ntasks):
+    """srun --mpi=pmi2 wires the MPICH wheel's ranks into one COMM_WORLD,
+    also with 8 ranks on a machine with fewer cores (8 declared CPUs)."""
+    hello = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
+             "print('hello rank', c.Get_rank(), 'size', c.Get_size(), flush=True); "
+             "c.Barrier()")
+    jobid = slurm_cluster.sbatch(_script(f"""\
+        #!/bin/sh
+        #SBATCH --ntasks={ntasks}
+        #SBATCH --time=2
+        srun --mpi=pmi2 -n {ntasks} {PY} -c "{hello}"
+        """))
+    job = slurm_cluster.wait(jobid, timeout=90)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code) == ("COMPLETED", 0), (job, out)
+    found = re.findall(r"^hello rank (\d+) size (\d+)$", out, re.M)
+    assert sorted(int(r) for r, _ in found) == list(range(ntasks)), out
+    assert {int(s) for _, s in found} == {ntasks}, out
+
+
+_WAIT_FOR_USR1 = """\
+import signal, sys, time
+from mpi4py import MPI
+got = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+rank = MPI.COMM_WORLD.Get_rank()
+start = time.time()
+while not got and time.time() - start < 100:
+    time.sleep(0.1)
+print("rank", rank, "USR1" if got else "no signal", flush=True)
+MPI.COMM_WORLD.Barrier()
+sys.exit(0 if got else 3)
+"""
+
+
+@pytest.mark.slow
+def test_time_limit_signals_batch_shell_then_requeue(slurm_cluster, tmp_path):
+    """--signal=B:USR1@58 with --time=1: the batch shell gets USR1 before the
+    limit, forwards it to srun (which passes it on to the ranks), requeues the
+    job itself; the second run sees SLURM_RESTART_COUNT=1 and completes."""
+    step = tmp_path / "step.py"
+    step.write_text(_WAIT_FOR_USR1)
+    jobid = slurm_cluster.sbatch(_script(f"""\
+        #!/bin/bash
+        #SBATCH --ntasks=2
+        #SBATCH --time=1
+        #SBATCH --signal=B:USR1@58
+        #SBATCH --requeue
+        #SBATCH --open-mode=append
+        echo "run restart=${{SLURM_RESTART_COUNT:-none}}"
+        if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]; then echo resumed; exit 0; fi
+        got=0
+        trap 'got=1; echo "shell USR1 at $(date +%s)"; kill -USR1 $srun' USR1
+        echo "start at $(date +%s)"
+        srun --mpi=pmi2 -n 2 {PY} -u {step} & srun=$!
+        wait $srun; rc=$?
+        # a trapped signal interrupts `wait` (rc 128+10); wait again for srun
+        [ "$got" = 1 ] && {{ wait $srun; rc=$?; }}
+        echo "srun rc=$rc"
+        [ "$got" = 1 ] && scontrol requeue "$SLURM_JOB_ID"
+        exit $rc
+        """))
+    slurm_cluster.wait(jobid, timeout=30, states={"RUNNING"})
+    slurm_cluster.start_now(jobid, timeout=60)   # pending after the requeue
+    job = slurm_cluster.wait(jobid, timeout=60, min_restarts=1)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code, job.restarts) == ("COMPLETED", 0, 1), (job, out)
+    assert "run restart=none" in out and "run restart=1\nresumed" in out, out
+    assert "rank 0 USR1" in out and "rank 1 USR1" in out and "srun rc=0" in out, out
+    start = int(re.search(r"start at (\d+)", out).group(1))
+    signalled = int(re.search(r"shell USR1 at (\d+)", out).group(1))
+    assert 0 <= signalled - start < 60, out      # before the 1-minute limit
+
+
+@pytest.mark.slow
+def test_time_limit_signals_job_steps(slurm_cluster, tmp_path):
+    """--signal=USR1@58 (no B:) goes to the tasks of the job steps, not the
+    batch shell."""
+    step = tmp_path / "step.py"
+    step.write_text(_WAIT_FOR_USR1)
+    t0 = time.monotonic()
+    jobid = slurm_cluster.sbatch(_script(f"""\
+        #!/bin/bash
+        #SBATCH --ntasks=2
+        #SBATCH --time=1
+        #SBATCH --signal=USR1@58
+        trap 'echo "shell got USR1"' USR1
+        srun --mpi=pmi2 -n 2 {PY} -u {step}
+        echo "srun rc=$?"
+        """))
+    job = slurm_cluster.wait(jobid, timeout=90)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code) == ("COMPLETED", 0), (job, out)
+    assert "rank 0 USR1" in out and "rank 1 USR1" in out and "srun rc=0" in out, out
+    assert "shell got USR1" not in out, out
+    assert time.monotonic() - t0 < 60, "signal came after the time limit"
+
+
+def test_requeue_sets_restart_count(slurm_cluster):
+    """scontrol requeue of a --requeue job runs it again with
+    SLURM_RESTART_COUNT set (fast path: no time limit involved)."""
+    jobid = slurm_cluster.sbatch(_script("""\
+        #!/bin/sh
+        #SBATCH --requeue
+        #SBATCH --open-mode=append
+        echo "run restart=${SLURM_RESTART_COUNT:-none}"
+        [ -n "$SLURM_RESTART_COUNT" ] && exit 0
+        sleep 60
+        """))
+    slurm_cluster.wait_output(jobid, "run restart=none", timeout=30)
+    slurm_cluster.requeue(jobid)
+    job = slurm_cluster.wait(jobid, timeout=60, min_restarts=1)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code, job.restarts) == ("COMPLETED", 0, 1), (job, out)
+    assert re.findall(r"run restart=(\S+)", out) == ["none", "1"], out
+
+
+def test_signal_batch_shell_on_request(slurm_cluster):
+    """scancel --signal=USR1 --batch reaches the batch shell at once (the
+    quick way to exercise a job's signal handling without a time limit)."""
+    jobid = slurm_cluster.sbatch(_script("""\
+        #!/bin/bash
+        trap 'echo got USR1; exit 0' USR1
+        echo ready
+        sleep 60 & wait
+        echo no signal; exit 3
+        """))
+    slurm_cluster.wait_output(jobid, "ready", timeout=30)
+    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
+    job = slurm_cluster.wait(jobid, timeout=30)
+    assert (job.state, job.exit_code) == ("COMPLETED", 0), job
+    assert "got USR1" in job.stdout.read_text()
+
+
+@pytest.mark.skipif(missing_requirements() is not None,
+                    reason=missing_requirements() or "")
+def test_stop_kills_daemons_and_running_jobs(tmp_path):
+    """Leaving the context manager with a job still running leaves no
+    process behind (daemons, slurmstepd, srun, ranks)."""
+    with SlurmCluster(tmp_path / "slurm", cpus=8) as cluster:
+        jobid = cluster.sbatch(_script(f"""\
+            #!/bin/sh
+            #SBATCH --ntasks=2
+            srun --mpi=pmi2 -n 2 {PY} -c "import time; time.sleep(300)"
+            """))
+        cluster.wait(jobid, timeout=30, states={"RUNNING"})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            names = [c for _, c in cluster.processes()]
+            if names.count("python") + names.count("python3") >= 3:  # init + 2 ranks
+                break
+            time.sleep(0.2)
+        names = [c for _, c in cluster.processes()]
+        assert {"slurmctld", "slurmd", "slurmstepd", "srun"} <= set(names), names
+    assert cluster.processes() == []
