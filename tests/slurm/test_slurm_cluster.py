@@ -192,3 +192,81 @@ def test_stop_kills_daemons_and_running_jobs(tmp_path):
         names = [c for _, c in cluster.processes()]
         assert {"slurmctld", "slurmd", "slurmstepd", "srun"} <= set(names), names
     assert cluster.processes() == []
+
+
+# ---------------------------------------------------------------- template
+# A stand-in for a real job module, with the command-line contract the
+# template relies on: --checkpoint-dir, --out, --resume; SIGUSR1 on any rank
+# -> checkpoint at the next clock boundary -> exit 0.
+_STUB_JOB = """\
+import argparse, json, os, signal, sys, time
+from mpi4py import MPI
+
+p = argparse.ArgumentParser()
+p.add_argument("--checkpoint-dir", required=True)
+p.add_argument("--out", required=True)
+p.add_argument("--resume", action="store_true")
+p.add_argument("--clocks", type=int, default=30)
+p.add_argument("--clock-seconds", type=float, default=0.1)
+a = p.parse_args()
+comm = MPI.COMM_WORLD
+stop = []
+signal.signal(signal.SIGUSR1, lambda s, f: stop.append(s))
+latest = os.path.join(a.checkpoint_dir, "LATEST")
+clock = 0
+if a.resume:
+    clock = json.load(open(latest))["clock"]
+if comm.rank == 0:
+    print("stub: start clock", clock, "resume", a.resume,
+          "threads", os.environ.get("NUMBA_NUM_THREADS"),
+          "cpus_per_task", os.environ.get("SLURM_CPUS_PER_TASK"),
+          "size", comm.size, flush=True)
+while clock < a.clocks:
+    time.sleep(a.clock_seconds)
+    clock += 1
+    if comm.allreduce(len(stop), op=MPI.SUM):     # a consistent cut
+        if comm.rank == 0:
+            os.makedirs(a.checkpoint_dir, exist_ok=True)
+            with open(latest + ".tmp", "w") as f:
+                json.dump({"clock": clock}, f)
+            os.replace(latest + ".tmp", latest)
+            print("stub: checkpoint at clock", clock, flush=True)
+        sys.exit(0)
+    if comm.rank == 0 and clock == 3:
+        print("stub: running", flush=True)
+if comm.rank == 0:
+    os.makedirs(a.out, exist_ok=True)
+    open(os.path.join(a.out, "done"), "w").write(str(clock))
+    print("stub: finished at clock", clock, flush=True)
+"""
+
+
+def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
+    """slurm/template.sbatch with a stub job: USR1 to the batch shell (what
+    --signal=B:USR1@N delivers near the time limit; sent here with scancel so
+    the test does not wait for slurmctld's 30-s time-limit check) ->
+    forwarded to the ranks -> checkpoint, exit 0 -> the script requeues the
+    job -> the second run gets --resume and finishes from the checkpoint."""
+    from pathlib import Path
+    template = Path(__file__).resolve().parents[2] / "slurm" / "template.sbatch"
+    work = tmp_path / "work"
+    (work / "jobs").mkdir(parents=True)
+    (work / "jobs" / "__init__.py").write_text("")
+    (work / "jobs" / "stub.py").write_text(_STUB_JOB)
+    env = {"SSP_JOB": "stub", "SSP_PYTHON": PY,
+           "SSP_JOB_ARGS": "--clocks 200 --clock-seconds 0.05"}
+    jobid = slurm_cluster.sbatch(template, env=env, cwd=work,
+                                 options=["--ntasks-per-node=2", "--cpus-per-task=2",
+                                          "--time=5"])
+    slurm_cluster.wait_output(jobid, "stub: running", timeout=60)
+    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
+    slurm_cluster.start_now(jobid, timeout=60)
+    job = slurm_cluster.wait(jobid, timeout=90, min_restarts=1)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code, job.restarts) == ("COMPLETED", 0, 1), (job, out)
+    ckpt = int(re.search(r"stub: checkpoint at clock (\d+)", out).group(1))
+    assert 3 <= ckpt < 200, out
+    assert f"stub: start clock {ckpt} resume True threads 2 cpus_per_task 2 size 2" in out, out
+    assert "stub: start clock 0 resume False threads 2 cpus_per_task 2 size 2" in out, out
+    assert "requeueing job" in out, out
+    assert (work / f"out-{jobid}" / "done").read_text() == "200"
