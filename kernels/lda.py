@@ -1,0 +1,733 @@
+"""Numba kernels for LDA by collapsed Gibbs sampling.
+
+Pure functions: no MPI, no logging, no global random state.  Randomness comes
+from a caller-owned ``uint64`` array (``rng_init``) advanced in place, so a
+run is reproducible and the state is saved/restored like any other array.
+
+Data layout
+-----------
+Tokens are flat CSR arrays: ``doc_ptr`` (int64, D+1), ``words`` (int32, N),
+``z`` (int32, N, topic of each token).  Document-topic counts are never
+stored: a sweep rebuilds them per document from ``z`` in a K-sized scratch
+(O(n_d) work), so a worker's memory does not grow with D x K.
+
+Parameter-server convention
+---------------------------
+``nwk`` (V x K int32) and ``nk`` (K, int32) are *replicas* of server tables.
+Every change a kernel makes to them is also applied to the same-shaped delta
+buffers ``nwk_d`` / ``nk_d`` (pushed later as increments).  Replicas may be
+stale, so counts can be transiently negative: probabilities clamp them at 0.
+
+Samplers
+--------
+* ``sparse_sweep``: SparseLDA (Yao, Mimno & McCallum 2009).  The conditional
+  (n_dk+a)(n_wk+b)/(n_k+Vb) is split into the smoothing bucket s = a*b/(n_k+Vb),
+  the document bucket r = n_dk*b/(n_k+Vb) and the word bucket
+  q = (n_dk+a) n_wk/(n_k+Vb); q is summed over the word's non-zero topics
+  (lists built per sweep by ``sparse_prepare``), r over the document's.
+* ``mh_sweep``: Metropolis-Hastings with alias tables in the style of LightLDA,
+  O(1) per token whatever K.  Word proposal q_w(k) ~ (B_wk+b)/(B_k+Vb) drawn from
+  a per-word alias table over the word's non-zero topics mixed with one dense
+  alias table for the b/(B_k+Vb) part (``alias_build``); document proposal
+  q_d(k) ~ n_dk+a drawn by picking another token of the document (or a uniform
+  topic).  Proposals alternate.  B = nwk - nwk_d and B_k = nk - nk_d are the
+  replica *without* this worker's pending increments: the kernels change a
+  replica and its delta together, so B does not move during a sweep and the
+  acceptance ratio evaluates the proposal exactly -- the chain's stationary
+  law is the exact collapsed conditional.  Rebuild the alias tables whenever
+  the replica or the deltas are changed outside the kernels (refresh, push).
+
+Log-likelihood
+--------------
+log p(w, z) = words + topics + docs (``loglik_words``, ``loglik_topics``,
+``loglik_docs``).  Every term is rounded to a fixed-point int64 (units of
+2**-LL_FRAC_BITS nats) before summing, so partial sums from any number of
+workers, in any order, add up to the same integer: a distributed job sums
+them exactly (MPI SUM on int64) and converts once with ``ll_to_float``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "rng_init", "rng_uniform", "init_assignments", "add_counts", "doc_topic_counts",
+    "sparse_prepare", "sparse_sweep", "sparse_token_draws",
+    "alias_build", "alias_alloc", "mh_sweep", "mh_token_draws",
+    "loglik_words", "loglik_topics", "loglik_docs", "ll_to_float", "LL_FRAC_BITS",
+]
+
+# ---------------------------------------------------------------------------
+# random numbers: xorshift64* (state: uint64 array of length 1, never 0)
+
+_S12 = np.uint64(12)
+_S25 = np.uint64(25)
+_S27 = np.uint64(27)
+_S11 = np.uint64(11)
+_MUL = np.uint64(0x2545F4914F6CDD1D)
+_INV53 = 1.0 / 9007199254740992.0
+
+
+def rng_init(seed: int, stream: int = 0) -> np.ndarray:
+    """A fresh RNG state for ``(seed, stream)`` (e.g. stream = worker rank),
+    by splitmix64 mixing; never zero."""
+    mask = (1 << 64) - 1
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(stream) * 0xD1B54A32D192ED03 + 1) & mask
+    x = (x + 0x9E3779B97F4A7C15) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    x ^= x >> 31
+    return np.array([x or 0x9E3779B97F4A7C15], dtype=np.uint64)
+
+
+@njit(inline="always")
+def _xs(x):
+    x ^= x >> _S12
+    x ^= x << _S25
+    x ^= x >> _S27
+    return x
+
+
+@njit(inline="always")
+def _u01(x):
+    """Uniform [0, 1) double from a state (after _xs)."""
+    return float((x * _MUL) >> _S11) * _INV53
+
+
+@njit(cache=True)
+def rng_uniform(state, n):
+    """``n`` uniforms in [0, 1) (advances ``state``); for tests and callers."""
+    out = np.empty(n, dtype=np.float64)
+    x = state[0]
+    for i in range(n):
+        x = _xs(x)
+        out[i] = _u01(x)
+    state[0] = x
+    return out
+
+
+# ---------------------------------------------------------------------------
+# counts
+
+@njit(cache=True)
+def init_assignments(words, z, n_topics, nwk, nk, nwk_d, nk_d, state):
+    """Uniformly random topics for every token; counts (and deltas) added."""
+    x = state[0]
+    for i in range(words.shape[0]):
+        x = _xs(x)
+        k = int(_u01(x) * n_topics)
+        if k >= n_topics:
+            k = n_topics - 1
+        z[i] = k
+        w = words[i]
+        nwk[w, k] += 1
+        nwk_d[w, k] += 1
+        nk[k] += 1
+        nk_d[k] += 1
+    state[0] = x
+
+
+@njit(cache=True)
+def add_counts(words, z, nwk, nk, sign):
+    """nwk[w, z] += sign and nk[z] += sign for every token (e.g. rebuild
+    counts from restored assignments)."""
+    for i in range(words.shape[0]):
+        k = z[i]
+        nwk[words[i], k] += sign
+        nk[k] += sign
+
+
+@njit(cache=True)
+def doc_topic_counts(doc_ptr, z, n_topics):
+    """Dense D x K doc-topic counts (for output/tests; sweeps do not need it)."""
+    n_docs = doc_ptr.shape[0] - 1
+    out = np.zeros((n_docs, n_topics), dtype=np.int32)
+    for d in range(n_docs):
+        for i in range(doc_ptr[d], doc_ptr[d + 1]):
+            out[d, z[i]] += 1
+    return out
+
+
+# ---------------------------------------------------------------------------
+# SparseLDA
+
+@njit(cache=True)
+def sparse_prepare(nwk, words, d_tokens_lo, d_tokens_hi):
+    """Per-word lists of topics with a positive count in the replica, with
+    room for the topics this worker's tokens (``words[lo:hi]``) may add in a
+    sweep.  Returns ``(wl_off, wl_len, wl_topic)``; O(V K) scan, once per sweep.
+    """
+    V, K = nwk.shape
+    local = np.zeros(V, dtype=np.int64)
+    for i in range(d_tokens_lo, d_tokens_hi):
+        local[words[i]] += 1
+    nnz = np.zeros(V, dtype=np.int64)
+    for w in range(V):
+        c = 0
+        for k in range(K):
+            if nwk[w, k] > 0:
+                c += 1
+        nnz[w] = c
+    wl_off = np.zeros(V + 1, dtype=np.int64)
+    for w in range(V):
+        cap = nnz[w] + local[w]
+        if cap > K:
+            cap = K
+        wl_off[w + 1] = wl_off[w] + cap
+    wl_topic = np.empty(wl_off[V], dtype=np.int32)
+    wl_len = np.zeros(V, dtype=np.int64)
+    for w in range(V):
+        p = wl_off[w]
+        for k in range(K):
+            if nwk[w, k] > 0:
+                wl_topic[p] = k
+                p += 1
+        wl_len[w] = p - wl_off[w]
+    return wl_off, wl_len, wl_topic
+
+
+@njit(inline="always")
+def _clamp(c):
+    return c if c > 0 else 0
+
+
+@njit(cache=True)
+def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
+                 wl_off, wl_len, wl_topic, state, token, n_draws, draws):
+    """SparseLDA over documents d0..d1-1 (token < 0), or ``n_draws`` repeated
+    draws of token ``token`` alone (recorded in ``draws``)."""
+    V, K = nwk.shape
+    vb = V * beta
+    ab = alpha * beta
+    cnt = np.zeros(K, dtype=np.int32)
+    dtop = np.empty(K, dtype=np.int32)     # topics with cnt > 0
+    dpos = np.full(K, -1, dtype=np.int64)  # position in dtop
+    qcoef = np.empty(K, dtype=np.float64)  # (cnt+a)/(nk+Vb)
+    inv = np.empty(K, dtype=np.float64)    # 1/(nk+Vb)
+    maxw = 0
+    for w in range(V):
+        if wl_off[w + 1] - wl_off[w] > maxw:
+            maxw = wl_off[w + 1] - wl_off[w]
+    qv = np.empty(maxw + 1, dtype=np.float64)
+    for k in range(K):
+        inv[k] = 1.0 / (_clamp(nk[k]) + vb)
+        qcoef[k] = alpha * inv[k]
+    x = state[0]
+    if token >= 0:
+        # find the token's document
+        d0 = 0
+        d1 = doc_ptr.shape[0] - 1
+        lo_d = 0
+        hi_d = d1
+        while hi_d - lo_d > 1:
+            mid = (lo_d + hi_d) // 2
+            if doc_ptr[mid] <= token:
+                lo_d = mid
+            else:
+                hi_d = mid
+        d0 = lo_d
+        d1 = lo_d + 1
+    for d in range(d0, d1):
+        lo = doc_ptr[d]
+        hi = doc_ptr[d + 1]
+        if hi == lo:
+            continue
+        ndt = 0
+        for i in range(lo, hi):
+            k = z[i]
+            if cnt[k] == 0:
+                dtop[ndt] = k
+                dpos[k] = ndt
+                ndt += 1
+            cnt[k] += 1
+        s_sum = 0.0
+        for k in range(K):
+            s_sum += ab * inv[k]
+        r_sum = 0.0
+        for j in range(ndt):
+            k = dtop[j]
+            r_sum += cnt[k] * beta * inv[k]
+            qcoef[k] = (cnt[k] + alpha) * inv[k]
+        if token >= 0:
+            i_lo = token
+            i_hi = token + 1
+            reps = n_draws
+        else:
+            i_lo = lo
+            i_hi = hi
+            reps = 1
+        for rep in range(reps):
+            for i in range(i_lo, i_hi):
+                w = words[i]
+                s = z[i]
+                # ---- remove the token
+                s_sum -= ab * inv[s]
+                r_sum -= cnt[s] * beta * inv[s]
+                cnt[s] -= 1
+                nwk[w, s] -= 1
+                nwk_d[w, s] -= 1
+                nk[s] -= 1
+                nk_d[s] -= 1
+                inv[s] = 1.0 / (_clamp(nk[s]) + vb)
+                s_sum += ab * inv[s]
+                r_sum += cnt[s] * beta * inv[s]
+                qcoef[s] = (cnt[s] + alpha) * inv[s]
+                if cnt[s] == 0:
+                    p = dpos[s]
+                    last = dtop[ndt - 1]
+                    dtop[p] = last
+                    dpos[last] = p
+                    dpos[s] = -1
+                    ndt -= 1
+                # ---- word bucket
+                off = wl_off[w]
+                m = wl_len[w]
+                q_sum = 0.0
+                for j in range(m):
+                    k = wl_topic[off + j]
+                    c = nwk[w, k]
+                    v = 0.0
+                    if c > 0:
+                        v = qcoef[k] * c
+                    q_sum += v
+                    qv[j] = v
+                x = _xs(x)
+                u = _u01(x) * (s_sum + r_sum + q_sum)
+                t = -1
+                if u < q_sum:
+                    acc = 0.0
+                    for j in range(m):
+                        acc += qv[j]
+                        if u < acc and qv[j] > 0.0:
+                            t = wl_topic[off + j]
+                            break
+                    if t < 0:  # rounding at the end of the bucket
+                        for j in range(m - 1, -1, -1):
+                            if qv[j] > 0.0:
+                                t = wl_topic[off + j]
+                                break
+                else:
+                    u -= q_sum
+                    if u < r_sum:
+                        acc = 0.0
+                        for j in range(ndt):
+                            k = dtop[j]
+                            acc += cnt[k] * beta * inv[k]
+                            if u < acc:
+                                t = k
+                                break
+                        if t < 0:
+                            t = dtop[ndt - 1] if ndt > 0 else K - 1
+                    else:
+                        u -= r_sum
+                        acc = 0.0
+                        for k in range(K):
+                            acc += ab * inv[k]
+                            if u < acc:
+                                t = k
+                                break
+                        if t < 0:
+                            t = K - 1
+                # ---- add the token with topic t
+                old = nwk[w, t]
+                s_sum -= ab * inv[t]
+                r_sum -= cnt[t] * beta * inv[t]
+                if cnt[t] == 0:
+                    dtop[ndt] = t
+                    dpos[t] = ndt
+                    ndt += 1
+                cnt[t] += 1
+                nwk[w, t] += 1
+                nwk_d[w, t] += 1
+                nk[t] += 1
+                nk_d[t] += 1
+                inv[t] = 1.0 / (_clamp(nk[t]) + vb)
+                s_sum += ab * inv[t]
+                r_sum += cnt[t] * beta * inv[t]
+                qcoef[t] = (cnt[t] + alpha) * inv[t]
+                z[i] = t
+                if old <= 0 and old + 1 > 0:
+                    found = False
+                    for j in range(m):
+                        if wl_topic[off + j] == t:
+                            found = True
+                            break
+                    if not found:
+                        if off + m >= wl_off[w + 1]:
+                            # full (only when a token is drawn repeatedly):
+                            # drop topics whose count fell to zero
+                            q = 0
+                            for j in range(m):
+                                k = wl_topic[off + j]
+                                if nwk[w, k] > 0 and k != t:
+                                    wl_topic[off + q] = k
+                                    q += 1
+                            m = q
+                        wl_topic[off + m] = t
+                        wl_len[w] = m + 1
+                if token >= 0:
+                    draws[rep] = t
+        # ---- leave the document
+        for j in range(ndt):
+            k = dtop[j]
+            cnt[k] = 0
+            dpos[k] = -1
+            qcoef[k] = alpha * inv[k]
+    state[0] = x
+
+
+@njit(cache=True)
+def sparse_sweep(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
+                 wl_off, wl_len, wl_topic, state):
+    """One SparseLDA sweep over documents d0..d1-1 (lists from
+    ``sparse_prepare`` on the same replica)."""
+    dummy = np.empty(1, dtype=np.int32)
+    _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
+                 wl_off, wl_len, wl_topic, state, -1, 0, dummy)
+
+
+@njit(cache=True)
+def sparse_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d,
+                       alpha, beta, wl_off, wl_len, wl_topic, state):
+    """Resample token ``token`` ``n_draws`` times, all else fixed; returns the
+    draws (for testing the sampler against the exact conditional)."""
+    draws = np.empty(n_draws, dtype=np.int32)
+    _sparse_docs(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, alpha, beta,
+                 wl_off, wl_len, wl_topic, state, token, n_draws, draws)
+    return draws
+
+
+# ---------------------------------------------------------------------------
+# alias tables + Metropolis-Hastings
+
+def alias_alloc(n_words, n_topics, capacity=None):
+    """Arrays for ``alias_build``.  ``capacity`` bounds the total number of
+    (word, topic) pairs with a positive count (V*K if not given; a job passes
+    something smaller, e.g. min(V*K, tokens in the model))."""
+    cap = n_words * n_topics if capacity is None else int(capacity)
+    return (np.zeros(n_words + 1, dtype=np.int64),     # al_off
+            np.zeros(cap, dtype=np.float32),             # al_prob (keep threshold)
+            np.zeros(cap, dtype=np.int32),               # al_topic
+            np.zeros(cap, dtype=np.int32),               # al_alt (alias topic)
+            np.zeros(n_words, dtype=np.float64),         # al_mass (sparse mass)
+            np.zeros(n_topics, dtype=np.float32),        # dense prob
+            np.zeros(n_topics, dtype=np.int32),          # dense alias topic
+            np.zeros(n_topics, dtype=np.float64),        # inv_base 1/(B_k+Vb)
+            np.zeros(1, dtype=np.float64))               # dense mass
+
+
+@njit(inline="always")
+def _vose(weights, n, out_prob, out_alt, topics, small, large, base):
+    """Vose's alias method for ``weights[:n]`` (topics[j] names entry j);
+    writes out_prob[base+j] (keep threshold) and out_alt[base+j] (topic)."""
+    total = 0.0
+    for j in range(n):
+        total += weights[j]
+    ns = 0
+    nl = 0
+    scale = n / total
+    for j in range(n):
+        weights[j] *= scale
+        if weights[j] < 1.0:
+            small[ns] = j
+            ns += 1
+        else:
+            large[nl] = j
+            nl += 1
+    while ns > 0 and nl > 0:
+        ns -= 1
+        a = small[ns]
+        g = large[nl - 1]
+        out_prob[base + a] = weights[a]
+        out_alt[base + a] = topics[g]
+        weights[g] = (weights[g] + weights[a]) - 1.0
+        if weights[g] < 1.0:
+            nl -= 1
+            small[ns] = g
+            ns += 1
+    while nl > 0:
+        nl -= 1
+        g = large[nl]
+        out_prob[base + g] = 1.0
+        out_alt[base + g] = topics[g]
+    while ns > 0:
+        ns -= 1
+        a = small[ns]
+        out_prob[base + a] = 1.0
+        out_alt[base + a] = topics[a]
+
+
+@njit(cache=True)
+def alias_build(nwk, nk, nwk_d, nk_d, beta, al_off, al_prob, al_topic, al_alt,
+                al_mass, dn_prob, dn_alt, inv_base, dn_mass):
+    """Alias tables of the word proposal from the base counts B = replica -
+    delta (see the module doc).  O(V K) scan plus O(non-zeros).  Returns
+    False (tables unusable) if the capacity of the arrays is too small."""
+    V, K = nwk.shape
+    vb = V * beta
+    wbuf = np.empty(K, dtype=np.float64)
+    tbuf = np.empty(K, dtype=np.int32)
+    small = np.empty(K, dtype=np.int64)
+    large = np.empty(K, dtype=np.int64)
+    dm = 0.0
+    for k in range(K):
+        b = nk[k] - nk_d[k]
+        inv_base[k] = 1.0 / (_clamp(b) + vb)
+        wbuf[k] = beta * inv_base[k]
+        tbuf[k] = k
+        dm += wbuf[k]
+    dn_mass[0] = dm
+    _vose(wbuf, K, dn_prob, dn_alt, tbuf, small, large, 0)
+    cap = al_prob.shape[0]
+    p = 0
+    al_off[0] = 0
+    for w in range(V):
+        m = 0
+        mass = 0.0
+        for k in range(K):
+            b = nwk[w, k] - nwk_d[w, k]
+            if b > 0:
+                if p + m >= cap:
+                    return False
+                wbuf[m] = b * inv_base[k]
+                mass += wbuf[m]
+                tbuf[m] = k
+                al_topic[p + m] = k
+                m += 1
+        al_mass[w] = mass
+        if m > 0:
+            _vose(wbuf, m, al_prob, al_alt, tbuf, small, large, p)
+        p += m
+        al_off[w + 1] = p
+    return True
+
+
+@njit(cache=True)
+def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
+             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
+             dn_mass, state, token, n_draws, draws):
+    V, K = nwk.shape
+    vb = V * beta
+    ka = K * alpha
+    dmass = dn_mass[0]
+    cnt = np.zeros(K, dtype=np.int32)
+    x = state[0]
+    if token >= 0:
+        lo_d = 0
+        hi_d = doc_ptr.shape[0] - 1
+        while hi_d - lo_d > 1:
+            mid = (lo_d + hi_d) // 2
+            if doc_ptr[mid] <= token:
+                lo_d = mid
+            else:
+                hi_d = mid
+        d0 = lo_d
+        d1 = lo_d + 1
+    for d in range(d0, d1):
+        lo = doc_ptr[d]
+        hi = doc_ptr[d + 1]
+        for i in range(lo, hi):
+            cnt[z[i]] += 1
+        n_other = hi - lo - 1
+        if token >= 0:
+            i_lo = token
+            i_hi = token + 1
+            reps = n_draws
+        else:
+            i_lo = lo
+            i_hi = hi
+            reps = 1
+        for rep in range(reps):
+            for i in range(i_lo, i_hi):
+                w = words[i]
+                s = z[i]
+                cnt[s] -= 1
+                nwk[w, s] -= 1
+                nwk_d[w, s] -= 1
+                nk[s] -= 1
+                nk_d[s] -= 1
+                wmass = al_mass[w]
+                aoff = al_off[w]
+                am = al_off[w + 1] - aoff
+                for step in range(mh_steps):
+                    # ---- word proposal
+                    x = _xs(x)
+                    u = _u01(x) * (wmass + dmass)
+                    if u < wmass:
+                        r = u / wmass * am
+                        j = int(r)
+                        if j >= am:
+                            j = am - 1
+                        if r - j < al_prob[aoff + j]:
+                            t = al_topic[aoff + j]
+                        else:
+                            t = al_alt[aoff + j]
+                    else:
+                        r = (u - wmass) / dmass * K
+                        j = int(r)
+                        if j >= K:
+                            j = K - 1
+                        if r - j < dn_prob[j]:
+                            t = j
+                        else:
+                            t = dn_alt[j]
+                    if t != s:
+                        nwt = nwk[w, t]
+                        nws = nwk[w, s]
+                        bt = nwt - nwk_d[w, t]
+                        bs = nws - nwk_d[w, s]
+                        num = ((cnt[t] + alpha) * (_clamp(nwt) + beta) * (_clamp(nk[s]) + vb)
+                               * (_clamp(bs) + beta) * inv_base[s])
+                        den = ((cnt[s] + alpha) * (_clamp(nws) + beta) * (_clamp(nk[t]) + vb)
+                               * (_clamp(bt) + beta) * inv_base[t])
+                        x = _xs(x)
+                        if _u01(x) * den < num:
+                            s = t
+                    # ---- document proposal
+                    x = _xs(x)
+                    u = _u01(x) * (n_other + ka)
+                    if u < n_other:
+                        j = int(u)
+                        if j >= n_other:
+                            j = n_other - 1
+                        j += lo
+                        if j >= i:
+                            j += 1
+                        t = z[j]
+                    else:
+                        t = int((u - n_other) / alpha)
+                        if t >= K:
+                            t = K - 1
+                    if t != s:
+                        num = (_clamp(nwk[w, t]) + beta) * (_clamp(nk[s]) + vb)
+                        den = (_clamp(nwk[w, s]) + beta) * (_clamp(nk[t]) + vb)
+                        x = _xs(x)
+                        if _u01(x) * den < num:
+                            s = t
+                cnt[s] += 1
+                nwk[w, s] += 1
+                nwk_d[w, s] += 1
+                nk[s] += 1
+                nk_d[s] += 1
+                z[i] = s
+                if token >= 0:
+                    draws[rep] = s
+        for i in range(lo, hi):
+            cnt[z[i]] = 0
+    state[0] = x
+
+
+@njit(cache=True)
+def mh_sweep(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
+             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
+             dn_mass, state):
+    """One alias/MH sweep over documents d0..d1-1: ``mh_steps`` (word, doc)
+    proposal pairs per token.  Tables from ``alias_build``."""
+    dummy = np.empty(1, dtype=np.int32)
+    _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
+             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
+             dn_mass, state, -1, 0, dummy)
+
+
+@njit(cache=True)
+def mh_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d, alpha,
+                   beta, mh_steps, al_off, al_prob, al_topic, al_alt, al_mass, dn_prob,
+                   dn_alt, inv_base, dn_mass, state):
+    """Run the MH chain of token ``token`` alone, ``n_draws`` times
+    ``mh_steps`` proposal pairs; returns the state after each (for tests)."""
+    draws = np.empty(n_draws, dtype=np.int32)
+    _mh_docs(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
+             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
+             dn_mass, state, token, n_draws, draws)
+    return draws
+
+
+# ---------------------------------------------------------------------------
+# log-likelihood, fixed point
+
+LL_FRAC_BITS = 28
+_LL_SCALE = float(1 << LL_FRAC_BITS)
+_TAB = 4096
+
+
+def ll_to_float(fixed) -> float:
+    """Nats from a fixed-point log-likelihood (int) sum."""
+    return int(fixed) / float(1 << LL_FRAC_BITS)
+
+
+@njit(inline="always")
+def _fx(v):
+    return np.int64(round(v * _LL_SCALE))
+
+
+@njit(cache=True)
+def _lg_table(prior, n):
+    """T[c] = fixed(lgamma(c + prior) - lgamma(prior)), c = 0..n-1."""
+    t = np.empty(n, dtype=np.int64)
+    l0 = math.lgamma(prior)
+    for c in range(n):
+        t[c] = _fx(math.lgamma(c + prior) - l0)
+    return t
+
+
+@njit(cache=True)
+def loglik_words(nwk, rows, beta):
+    """Sum over the given rows w and all k of lgamma(n_wk+b) - lgamma(b)
+    (fixed point; negative counts count as 0).  Give each worker a disjoint
+    set of rows of the synchronised table and add the results."""
+    K = nwk.shape[1]
+    tab = _lg_table(beta, _TAB)
+    l0 = math.lgamma(beta)
+    tot = np.int64(0)
+    for r in range(rows.shape[0]):
+        w = rows[r]
+        for k in range(K):
+            c = nwk[w, k]
+            if c > 0:
+                if c < _TAB:
+                    tot += tab[c]
+                else:
+                    tot += _fx(math.lgamma(c + beta) - l0)
+    return tot
+
+
+@njit(cache=True)
+def loglik_topics(nk, n_words, beta):
+    """Sum over k of lgamma(V b) - lgamma(n_k + V b) (fixed point); add once."""
+    vb = n_words * beta
+    l0 = math.lgamma(vb)
+    tot = np.int64(0)
+    for k in range(nk.shape[0]):
+        tot += _fx(l0 - math.lgamma(_clamp(nk[k]) + vb))
+    return tot
+
+
+@njit(cache=True)
+def loglik_docs(doc_ptr, z, n_topics, alpha):
+    """Sum over documents of sum_k [lgamma(n_dk+a) - lgamma(a)] + lgamma(K a)
+    - lgamma(n_d + K a) (fixed point); each worker adds its own documents."""
+    tab = _lg_table(alpha, _TAB)
+    la = math.lgamma(alpha)
+    ka = n_topics * alpha
+    lka = math.lgamma(ka)
+    cnt = np.zeros(n_topics, dtype=np.int64)
+    tot = np.int64(0)
+    for d in range(doc_ptr.shape[0] - 1):
+        lo = doc_ptr[d]
+        hi = doc_ptr[d + 1]
+        for i in range(lo, hi):
+            cnt[z[i]] += 1
+        for i in range(lo, hi):
+            k = z[i]
+            c = cnt[k]
+            if c > 0:
+                if c < _TAB:
+                    tot += tab[c]
+                else:
+                    tot += _fx(math.lgamma(c + alpha) - la)
+                cnt[k] = 0
+        tot += _fx(lka - math.lgamma((hi - lo) + ka))
+    return tot
