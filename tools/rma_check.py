@@ -67,6 +67,8 @@ def parse_args(argv=None):
                    help="accumulating servers close their Lock_all epoch before waiting")
     p.add_argument("--progress", choices=["irecv", "iprobe", "sleep", "spin"], default="irecv",
                    help="how an idle server drives progress (sleep = no MPI call)")
+    p.add_argument("--recv", choices=["any", "each"], default="any",
+                   help="server's pending receive: one Irecv(ANY_SOURCE) or one per worker")
     p.add_argument("--sleep-us", type=float, default=200.0, help="server sleep between polls")
     p.add_argument("--info", action="append", default=[], metavar="KEY=VALUE",
                    help="window info hint (repeatable), e.g. accumulate_ordering=none")
@@ -151,8 +153,22 @@ def make_info(MPI, pairs):
     return info
 
 
-def server_idle(MPI, comm, args, expect_msgs, deadline):
+def server_idle(MPI, comm, args, expect_msgs, deadline, sources=None):
     """Wait for `expect_msgs` DONE messages while sleeping between polls."""
+    if args.recv == "each" and sources:
+        bufs = [np.zeros(1, dtype=np.int64) for _ in sources]
+        reqs = [comm.Irecv([b, MPI.INT64_T], source=src, tag=TAG_DONE)
+                for b, src in zip(bufs, sources)]
+        polls = 0
+        while not MPI.Request.Testall(reqs):
+            polls += 1
+            if time.monotonic() > deadline:
+                left = sum(1 for r in reqs if r != MPI.REQUEST_NULL)
+                raise TimeoutError(f"server waited too long ({len(reqs) - left}/{len(reqs)} "
+                                   "workers done)")
+            if args.progress != "spin":
+                time.sleep(args.sleep_us * 1e-6)
+        return polls
     buf = np.zeros(1, dtype=np.int64)
     got = 0
     polls = 0
@@ -279,7 +295,8 @@ def run_check(MPI, comm, args):
         for r in sreqs:
             polite_wait(MPI, r, args, deadline, "done message")
     if is_server:
-        polls = server_idle(MPI, comm, args, len([w for w in workers if w != rank]), deadline)
+        others = [w for w in workers if w != rank]
+        polls = server_idle(MPI, comm, args, len(others), deadline, others)
         if args.unlock_early and is_worker:
             win.Lock_all()
         win.Sync()
