@@ -353,6 +353,8 @@ def run_latency(MPI, comm, args):
     deadline = time.monotonic() + args.timeout - 5.0
     win = MPI.Win.Allocate(args.n * dtype.itemsize if rank == 0 else 0, dtype.itemsize,
                            info=make_info(MPI, args.info), comm=comm)
+    if rank == 0:
+        np.frombuffer(win.tomemory(), dtype=dtype, count=args.n)[:] = 0
     polite_wait(MPI, comm.Ibarrier(), args, deadline, "start barrier")
     win.Lock_all()
     res = {}
@@ -386,7 +388,10 @@ def run_latency(MPI, comm, args):
         win.Sync()
         win.Unlock_all()
         local = np.frombuffer(win.tomemory(), dtype=dtype, count=args.n)
-        res["sum_ok"] = bool(float(local[:8].sum()) == 8.0 * args.lat_reps * (size - 1))
+        want = float(args.lat_reps * (size - 1))
+        res["sum_ok"] = bool(np.all(local[:8].astype(np.float64) == want))
+        if not res["sum_ok"]:
+            res["sum_got"] = repr(local[:8].tolist())
     else:
         ones = np.ones(8, dtype=dtype)
         # let the server finish its idle phase
