@@ -88,3 +88,21 @@ def wait(request, backoff=None):
 def barrier(comm, backoff=None):
     """A barrier that sleeps while it waits (``Ibarrier`` + polite test)."""
     wait(comm.Ibarrier(), backoff)
+
+
+def compile_once(comm, fn):
+    """Run ``fn`` (e.g. a Numba ``warmup``) on one rank per node first, then
+    on the node's other ranks, which then load the on-disk cache instead of
+    all compiling at once (seconds per rank when ranks outnumber cores).
+    Collective over ``comm``."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    try:
+        if node.rank == 0:
+            fn()
+            barrier(node)
+        else:
+            barrier(node)
+            fn()
+    finally:
+        node.Free()

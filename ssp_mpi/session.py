@@ -87,6 +87,8 @@ class Session:
     # -- set-up -----------------------------------------------------------
     def _allocate(self):
         rank = self.comm.rank
+        from kernels import oplog
+        mpienv.compile_once(self.comm, oplog.warmup)
         for name, spec in self.specs.items():
             self.windows[name] = ShardWindow(shard_shape(spec, self.layout, rank), spec.dtype,
                                              comm=self.comm)

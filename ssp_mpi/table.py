@@ -12,16 +12,21 @@ Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
 increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
 """
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 
 from . import partition
+from kernels.oplog import dirty_rows
 from .config import DTYPES, parse_staleness
 from .window import RowSet
 
 REFRESH_MODES = ("clock", "lazy")
+# Above this many bytes a scattered transfer goes server by server through a
+# staging buffer of one shard's size, instead of all servers at once.
+STAGE_BYTES = int(os.environ.get("SSP_MPI_STAGE_BYTES", 64 << 20))
 
 
 @dataclass
@@ -88,13 +93,44 @@ class WorkerTable:
         self._servers = worker.layout.servers
         n, k = spec.rows, spec.cols
         self.replica = np.zeros((n, k), spec.dtype)
-        self.delta = np.zeros((n, k), spec.dtype)
+        self._delta = np.zeros((n, k), spec.dtype)
+        self._stage = np.zeros((0, k), spec.dtype)
         self.fetch_clock = np.full(n, -1, np.int64)
         self.fetched_at = np.full(n, -1, np.int64)
         self._rowsets = {}
         self._all = self._rowset(None)
         self._default = self._all
         self._delta_clean = True
+        self._pending = None
+
+    @property
+    def delta(self):
+        """The oplog.  Whoever takes it may add increments, so taking it
+        marks the oplog as possibly non-empty (read-my-writes stays exact)."""
+        self._delta_clean = False
+        return self._delta
+
+    def _staging(self, rows):
+        if self._stage.shape[0] < rows:
+            self._stage = np.zeros((rows, self.spec.cols), self.spec.dtype)
+        return self._stage
+
+    def _batches(self, rs):
+        """Groups of transfers that share the staging buffer at once, each
+        with the buffer of every transfer in it."""
+        staged = [t for t in rs.transfers if not t.direct]
+        if sum(t.nbytes for t in staged) <= STAGE_BYTES:
+            stage = self._staging(sum(t.count for t in staged))
+            out, at = [], 0
+            for t in rs.transfers:
+                if t.direct:
+                    out.append((t, None))
+                else:
+                    out.append((t, stage[at:at + t.count]))
+                    at += t.count
+            return [out]
+        stage = self._staging(max(t.count for t in staged))
+        return [[(t, None if t.direct else stage[:t.count])] for t in rs.transfers]
 
     # -- row sets ---------------------------------------------------------
     def _rowset(self, rows):
@@ -147,7 +183,6 @@ class WorkerTable:
                 else self._w.server_clock()
             self._fetch(rs, server_clock)
         self._w.record_read(self, rs, c)
-        self._delta_clean = False      # the caller may now add increments
         return self.replica
 
     def get_final(self):
@@ -159,20 +194,27 @@ class WorkerTable:
 
     def _fetch(self, rs, server_clock):
         """Bulk-read ``rs`` into the replica; ``server_clock`` was observed
-        *before* the read, so the data holds every update of clocks below it."""
+        *before* the read, so the data holds every update of clocks below it.
+        Reads use ``Get_accumulate(NO_OP)``: element-wise atomic against the
+        accumulates other workers may be landing on the same rows."""
         win = self._window.win
-        with self._w.stats.comm():
-            for t in rs.transfers:
-                spec = t.origin(self.replica)
-                win.Get_accumulate(spec, spec, self._servers[t.server], target=t.target(),
-                                   op=MPI.NO_OP)
-            win.Flush_all()
+        dirty = not self._delta_clean
+        for batch in self._batches(rs):
+            with self._w.stats.comm():
+                for t, stage in batch:
+                    buf = self.replica[t.rows] if t.direct else stage
+                    win.Get_accumulate(t.spec(buf), t.spec(buf), self._servers[t.server],
+                                       target=t.target(), op=MPI.NO_OP)
+                if len(batch) == 1:
+                    win.Flush(self._servers[batch[0][0].server])
+                else:
+                    win.Flush_all()
+            for t, stage in batch:
+                if not t.direct:
+                    self.replica[t.rows] = stage
+                if dirty:                # read-my-writes: re-apply unpushed increments
+                    self.replica[t.rows] += self._delta[t.rows]
         self._w.stats.moved(in_bytes=rs.nbytes)
-        if not self._delta_clean:      # read-my-writes: re-apply unpushed increments
-            if rs.is_all:
-                self.replica += self.delta
-            else:
-                self.replica[rs.rows] += self.delta[rs.rows]
         if rs.is_all:
             self.fetch_clock[:] = server_clock
             self.fetched_at[:] = self._w.clock_value
@@ -193,35 +235,39 @@ class WorkerTable:
         vals = vals.astype(self.replica.dtype, copy=False)
         index = rows if cols is None else (rows, np.asarray(cols, np.int64))
         np.add.at(self.replica, index, vals)
-        np.add.at(self.delta, index, vals)
+        np.add.at(self._delta, index, vals)
         self._delta_clean = False
 
     # -- push (called by Worker.clock) ------------------------------------
     def push(self):
-        """Accumulate the oplog's non-zero rows into the shards (no flush:
-        the worker flushes every window together); returns bytes sent."""
+        """Accumulate the oplog's non-zero rows into the shards; returns bytes
+        sent.  The worker flushes every window afterwards, then calls
+        ``after_flush``."""
         if self._delta_clean:
             return 0
+        delta = self._delta
         rs = self._default
-        if rs.is_all:
-            dirty = np.flatnonzero(self.delta.any(axis=1))
-        else:
-            dirty = rs.rows[self.delta[rs.rows].any(axis=1)]
-            outside = self.delta.any(axis=1)
-            outside[rs.rows] = False
-            if outside.any():          # increments outside the declared rows
-                dirty = np.union1d(dirty, np.flatnonzero(outside))
+        dirty = dirty_rows(delta)
+        if not rs.is_all and dirty.size == rs.rows.size and np.array_equal(dirty, rs.rows):
+            dirty = rs.rows
         if dirty.size == 0:
             self._delta_clean = True
             return 0
-        if dirty.size >= 0.75 * rs.rows.size and np.isin(dirty, rs.rows).all():
+        if dirty.size == rs.rows.size and (rs.is_all or dirty is rs.rows):
             push_set, temporary = rs, False
         else:
             push_set, temporary = self._rowset_uncached(dirty), True
         win = self._window.win
-        for t in push_set.transfers:
-            win.Accumulate(t.origin(self.delta), self._servers[t.server], target=t.target(),
-                           op=MPI.SUM)
+        for batch in self._batches(push_set):
+            for t, stage in batch:
+                if t.direct:
+                    buf = delta[t.rows]
+                else:
+                    np.take(delta, t.global_rows, axis=0, out=stage)
+                    buf = stage
+                win.Accumulate(t.spec(buf), self._servers[t.server], target=t.target(), op=MPI.SUM)
+            if len(batch) == 1 and len(push_set.transfers) > 1:
+                win.Flush(self._servers[batch[0][0].server])   # the stage is reused next
         self._pending = (push_set, temporary)
         return push_set.nbytes
 
@@ -230,14 +276,14 @@ class WorkerTable:
 
     def after_flush(self):
         """The pushed increments are now at the servers: clear the oplog."""
-        pending = getattr(self, "_pending", None)
-        if pending is None:
+        if self._pending is None:
             return
-        push_set, temporary = pending
+        push_set, temporary = self._pending
         if push_set.is_all:
-            self.delta.fill(0)
+            self._delta.fill(0)
         else:
-            self.delta[push_set.rows] = 0
+            for t in push_set.transfers:
+                self._delta[t.rows] = 0
         if temporary:
             push_set.free()
         self._pending = None

@@ -92,20 +92,16 @@ class ShardWindow:
 
 
 def _rows_type(rowtype, idx):
-    """A datatype selecting rows ``idx`` (sorted) of an array of ``rowtype``."""
+    """A datatype selecting rows ``idx`` (sorted) of an array of ``rowtype``,
+    and the first row it starts at."""
     idx = np.asarray(idx, dtype=np.int64)
     n = idx.size
     if n == 0:
         return None, 0
-    if n == 1:
-        dt = rowtype.Create_contiguous(1)
-        return dt, int(idx[0])
     step = np.diff(idx)
-    if np.all(step == step[0]):
-        if step[0] == 1:
-            dt = rowtype.Create_contiguous(n)
-        else:
-            dt = rowtype.Create_vector(n, 1, int(step[0]))
+    if n == 1 or np.all(step == step[0]):
+        stride = int(step[0]) if n > 1 else 1
+        dt = rowtype.Create_contiguous(n) if stride == 1 else rowtype.Create_vector(n, 1, stride)
         return dt, int(idx[0])
     starts, lengths = partition.runs(idx)
     base = int(starts[0])
@@ -117,34 +113,62 @@ def _rows_type(rowtype, idx):
     return dt, base
 
 
-class RowTransfer:
-    """The rows of one row set that live on one server, as MPI datatypes."""
+def _as_slice(idx):
+    """``idx`` as a slice when it is an arithmetic progression, else None."""
+    if idx.size == 0:
+        return slice(0, 0)
+    if idx.size == 1:
+        return slice(int(idx[0]), int(idx[0]) + 1)
+    step = np.diff(idx)
+    if np.all(step == step[0]):
+        return slice(int(idx[0]), int(idx[-1]) + 1, int(step[0]))
+    return None
 
-    def __init__(self, server, global_rows, local_rows, rowtype, cols, itemsize):
+
+class RowTransfer:
+    """The rows of one row set that live on one server.
+
+    On the server side the rows are described by a derived datatype (a
+    contiguous block, a vector or an indexed type over the shard).  On the
+    worker side the data always travels through a contiguous buffer: MPICH
+    moves a derived *origin* datatype many times slower than a contiguous
+    one, so a scattered set is gathered/scattered with NumPy instead -- and a
+    contiguous set (one server, a block of rows) goes straight to and from
+    the replica with no copy at all.
+    """
+
+    def __init__(self, server, global_rows, local_rows, rowtype, cols, itemsize, base):
         self.server = server          # server index (not world rank)
         self.cols = cols
         self.count = int(len(global_rows))
         self.nbytes = self.count * cols * itemsize
-        self.origin_type, self.origin_row = _rows_type(rowtype, global_rows)
+        self.global_rows = global_rows
+        self.rows = _as_slice(global_rows)          # a slice when possible (cheap copies)
+        if self.rows is None:
+            self.rows = global_rows
+        self.direct = self.rows.__class__ is slice and (self.rows.step or 1) == 1
+        self.base = base                           # MPI type of one element
         self.target_type, self.target_row = _rows_type(rowtype, local_rows)
-        for dt in (self.origin_type, self.target_type):
-            if dt is not None:
-                dt.Commit()
-
-    def origin(self, array):
-        """Buffer spec over a full-size C-contiguous (rows x cols) ``array``."""
-        flat = array.reshape(-1)[self.origin_row * self.cols:]
-        return [flat, 1, self.origin_type]
+        self.target_type.Commit()
 
     def target(self):
         """Target spec; displacements count elements (disp_unit = itemsize)."""
         return (self.target_row * self.cols, 1, self.target_type)
 
+    def buffer(self, array, stage):
+        """The contiguous buffer of this transfer: a view of ``array`` when
+        the rows are contiguous, else the front of ``stage``."""
+        if self.direct:
+            return array[self.rows]
+        return stage[:self.count]
+
+    def spec(self, buf):
+        return [buf, self.count * self.cols, self.base]
+
     def free(self):
-        for dt in (self.origin_type, self.target_type):
-            if dt is not None:
-                dt.Free()
-        self.origin_type = self.target_type = None
+        if self.target_type is not None:
+            self.target_type.Free()
+        self.target_type = None
 
 
 class RowSet:
@@ -161,9 +185,12 @@ class RowSet:
         self.rowtype = mpi_type(dtype).Create_contiguous(cols)
         self.rowtype.Commit()
         itemsize = np.dtype(dtype).itemsize
-        self.transfers = [RowTransfer(s, g, l, self.rowtype, cols, itemsize)
+        base = mpi_type(dtype)
+        self.transfers = [RowTransfer(s, g, l, self.rowtype, cols, itemsize, base)
                           for s, (g, l) in enumerate(partition.split_by_server(rows, n_servers))
                           if g.size]
+        self.max_count = max((t.count for t in self.transfers), default=0)
+        self.total_count = sum(t.count for t in self.transfers)
 
     @property
     def nbytes(self):

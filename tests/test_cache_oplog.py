@@ -140,9 +140,10 @@ def test_rowset_datatypes_select_the_right_rows(servers, rows):
         with win.local_epoch(0) as mem:
             mem[:] = full[shard_rows]
         win.win.Lock_all()
-        spec = tr.origin(got)
-        win.win.Get_accumulate(spec, spec, 0, target=tr.target(), op=MPI.NO_OP)
+        buf = np.empty((tr.count, k))
+        win.win.Get_accumulate(tr.spec(buf), tr.spec(buf), 0, target=tr.target(), op=MPI.NO_OP)
         win.win.Unlock_all()
+        got[tr.rows] = buf
         win.free()
     want = np.full((n, k), -1.0)
     want[rows] = full[rows]
@@ -162,3 +163,15 @@ def test_table_spec_validation():
     assert spec.initial_rows(np.array([2])).tolist() == [[2.0, 4.0]]
     with pytest.raises(ValueError, match="init returned shape"):
         TableSpec("x", 3, 2, init=lambda ids: np.zeros(len(ids))).initial_rows(np.arange(3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_dirty_rows_matches_reference(dtype):
+    from kernels.oplog import dirty_rows, dirty_rows_reference
+    rng = np.random.default_rng(3)
+    d = np.zeros((500, 7), dtype)
+    idx = rng.integers(0, 500, 60), rng.integers(0, 7, 60)
+    d[idx] = 1
+    d[3, 6] = -1
+    assert np.array_equal(dirty_rows(d), dirty_rows_reference(d))
+    assert dirty_rows(np.zeros((4, 3), dtype)).size == 0

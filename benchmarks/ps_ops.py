@@ -1,0 +1,144 @@
+"""Cost of parameter-server operations against raw mpi4py RMA moving the same bytes.
+
+    python -m benchmarks.ps_ops [--ranks 2] [--sizes 1000,10000,100000,1000000] [--cols 16]
+
+Started without mpiexec it launches itself (``--ranks`` ranks, inside the
+loopback-only namespace).  For each table size, worker 0 measures, in the
+same run and against the same server:
+
+* get    -- an SSP read of all rows (forced to fetch) vs one raw
+            ``Get_accumulate(NO_OP)`` + ``Flush`` of the same bytes;
+* inc    -- ``inc`` of every row, then ``clock()`` (push + flush + publish)
+            vs raw ``Accumulate(SUM)`` + ``Flush`` of the same bytes;
+* get10  -- an SSP read of a random 10% of the rows vs the raw read of a
+            contiguous block of the same size;
+* clock  -- ``clock()`` with an empty oplog (one board update).
+
+Prints the median time of each and the ratio PS / raw (target: bulk
+operations within 1.2x).  Other workers, if any, run the same loop, so the
+figures include contention.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ps_ops", description=__doc__.split("\n")[0])
+    p.add_argument("--ranks", type=int, default=2, help="ranks when launching itself (1 server + workers)")
+    p.add_argument("--sizes", default="1000,10000,100000,1000000", help="table rows to try")
+    p.add_argument("--cols", type=int, default=16, help="columns (float32)")
+    p.add_argument("--repeat", type=int, default=0, help="repetitions per size (0: automatic)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds before the launched run is killed")
+    return p.parse_args(argv)
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def bench(args):
+    import ssp_mpi
+    from mpi4py import MPI
+    from ssp_mpi import Config, Session, TableSpec
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows_out = []
+    for n in sizes:
+        reps = args.repeat or max(5, min(200, int(2e7 // (n * args.cols))))
+        specs = [TableSpec("t", n, args.cols, "float32", staleness=0, refresh="clock"),
+                 TableSpec("raw", n, args.cols, "float32", staleness="inf")]
+        with Session(Config(servers=1, strict_bsp=False), tables=specs, comm=MPI.COMM_WORLD) as ps:
+            server = ps.layout.servers[0]
+
+            def work(w):
+                t = w.table("t")
+                raw_win = ps.windows["raw"].win
+                buf = np.zeros((n, args.cols), np.float32)
+                ones = np.ones((n, args.cols), np.float32)
+                allrows = np.arange(n)
+                sub = np.sort(np.random.default_rng(1).choice(n, size=max(1, n // 10), replace=False))
+                nsub = sub.size
+                res = {}
+
+                def ps_get():
+                    t.fetched_at[:] = -1            # force a refetch (as at a new clock)
+                    t.get()
+
+                def raw_get():
+                    raw_win.Get_accumulate([buf, MPI.FLOAT], [buf, MPI.FLOAT], server, op=MPI.NO_OP)
+                    raw_win.Flush(server)
+
+                def ps_inc():
+                    d = t.delta                     # what a kernel does
+                    d += ones
+                    w.clock()
+
+                def raw_inc():
+                    raw_win.Accumulate([ones, MPI.FLOAT], server, op=MPI.SUM)
+                    raw_win.Flush(server)
+
+                def ps_sub():
+                    t.fetched_at[sub] = -1
+                    t.get(sub)
+
+                def raw_sub():
+                    raw_win.Get_accumulate([buf[:nsub], MPI.FLOAT], [buf[:nsub], MPI.FLOAT], server,
+                                           target=(0, nsub * args.cols, MPI.FLOAT), op=MPI.NO_OP)
+                    raw_win.Flush(server)
+
+                t.get()
+                for name, a, b in (("get", ps_get, raw_get), ("inc+clock", ps_inc, raw_inc),
+                                   ("get 10%", ps_sub, raw_sub)):
+                    a(); b()                        # warm
+                    pa, pb = [], []
+                    for _ in range(3):              # interleave to share machine noise
+                        pa.append(median_time(a, reps))
+                        pb.append(median_time(b, reps))
+                    res[name] = (min(pa), min(pb))
+                res["clock (empty)"] = (median_time(w.clock, reps), float("nan"))
+                return res
+
+            out = ps.run(work)
+            if out.worker is not None and out.worker.is_leader:
+                for name, (a, b) in out.value.items():
+                    rows_out.append((n, name, a, b))
+    return rows_out
+
+
+def report(rows, cols, ranks):
+    print(f"# ssp-mpi operation cost vs raw RMA (float32 x {cols} cols, {ranks} ranks, 1 server)")
+    print(f"{'rows':>9} {'operation':<14} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}")
+    for n, name, a, b in rows:
+        nbytes = n * cols * 4 * (0.1 if "10%" in name else 1)
+        ratio = a / b if b == b else float("nan")
+        print(f"{n:>9} {name:<14} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
+              f"{nbytes / a / 1e9 if 'empty' not in name else float('nan'):>7.2f}")
+
+
+def main(argv=None):
+    args = parse(argv)
+    import os
+    if "PMI_RANK" not in os.environ and "PMIX_RANK" not in os.environ and "OMPI_COMM_WORLD_RANK" not in os.environ:
+        from ssp_mpi.launch import mpiexec
+        cp = mpiexec(args.ranks, ["-m", "benchmarks.ps_ops"] + list(argv if argv is not None else sys.argv[1:]),
+                     timeout=args.timeout)
+        sys.stdout.write(cp.stdout)
+        sys.stderr.write(cp.stderr)
+        return cp.returncode
+    rows = bench(args)
+    from mpi4py import MPI
+    if rows:
+        report(rows, args.cols, MPI.COMM_WORLD.size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
