@@ -166,6 +166,12 @@ class SlurmCluster:
         why = missing_requirements()
         if why:
             raise SlurmError(why)
+        if not _cgroup_fs_visible():
+            raise SlurmError(
+                "no cgroup filesystem mounted on /sys/fs/cgroup: slurmd 22.05 refuses to "
+                "start without it ('Unable to initialize cgroup plugin'), even with "
+                "proctrack/linuxproc.  Run the tests in a namespace made with "
+                "unshare/nsenter (tools/netns-run), not `ip netns exec`, which remounts /sys.")
         for sub in ("state", "spool", "log", "jobs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self._write_config()
@@ -496,20 +502,22 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
 
     def requeue(self, jobid) -> None:
         """``scontrol requeue`` the job and let it start again right away."""
+        before = self.job(jobid).restarts
         self.scontrol("requeue", str(jobid))
-        self.start_now(jobid)
+        self.start_now(jobid, min_restarts=before + 1)
 
-    def start_now(self, jobid, timeout: float = 30) -> None:
+    def start_now(self, jobid, timeout: float = 30, min_restarts: int = 1) -> None:
         """Clear the begin-time delay of a requeued job.
 
         SLURM 22.05 holds a requeued batch job with Reason=BeginTime for about
-        two minutes; this waits until the job is pending again (the requeue
-        happens asynchronously) and sets its StartTime to now.
+        two minutes; this waits until the job is pending again after at least
+        ``min_restarts`` requeues (a requeue, e.g. by the job itself, happens
+        asynchronously) and sets its StartTime to now.
         """
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(jobid)
-            if job.state == "PENDING":
+            if job.state == "PENDING" and job.restarts >= min_restarts:
                 break
             if job.state in TERMINAL_STATES:
                 raise SlurmError(f"job {jobid} is {job.state}, not pending")
@@ -529,6 +537,15 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             text = path.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- tail of {path} ---\n" + "\n".join(text))
         return "\n".join(out)
+
+
+def _cgroup_fs_visible() -> bool:
+    try:
+        with open("/proc/self/mounts") as f:
+            return any(line.split()[1].startswith("/sys/fs/cgroup")
+                       and line.split()[2] in ("cgroup", "cgroup2") for line in f)
+    except OSError:
+        return False
 
 
 def _die_with_parent() -> None:
