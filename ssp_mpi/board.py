@@ -4,7 +4,9 @@ Layout (``W`` = number of workers)::
 
     [0, W)        clock published by each worker (the server clock is the min)
     [W, 2W)       strict-BSP "my reads of clock c are done" markers
-    [2W, 2W+F)    flags raised by any rank (e.g. stop / checkpoint requests)
+    [2W, 3W)      checkpoint requests: (generation << 32) | clock at which the
+                  worker saw the request, or DONE once the worker's run ended
+    [3W, 3W+F)    flags raised by any rank (FLAG_REQUEST: (generation << 2) | kind)
 
 Writes are ``Accumulate`` (REPLACE or MAX) and reads ``Get_accumulate``
 (NO_OP), so every element is read and written atomically.
@@ -14,21 +16,22 @@ from mpi4py import MPI
 
 from .window import ShardWindow
 
-FLAG_STOP = 0           # a rank asked the job to stop at the next clock boundary
-FLAG_CHECKPOINT = 1     # a rank asked for a checkpoint at the next clock boundary
+FLAG_REQUEST = 0        # (generation << 2) | signals.CHECKPOINT / signals.STOP
 N_FLAGS = 4
+DONE = -1               # a worker whose run has ended
 
 
 class Board:
-    def __init__(self, layout, *, comm):
-        self.n_workers = layout.n_workers
-        self.size = 2 * self.n_workers + N_FLAGS
+    def __init__(self, layout, *, comm, clock=0):
+        self.n_workers = W = layout.n_workers
+        self.size = 3 * W + N_FLAGS
         self.home = layout.servers[0]          # world rank holding the board
         shape = (self.size,) if comm.rank == self.home else (0,)
         self.window = ShardWindow(shape, np.int64, comm=comm)
         if comm.rank == self.home:
             with self.window.local_epoch(self.home) as mem:
                 mem[:] = 0
+                mem[:2 * W] = clock
         self._buf = np.zeros(self.size, np.int64)
         self._one = np.zeros(1, np.int64)
 
@@ -57,9 +60,13 @@ class Board:
         b = self.read() if snapshot is None else snapshot
         return int(b[self.n_workers:2 * self.n_workers].min())
 
+    def requests_seen(self, snapshot=None):
+        b = self.read() if snapshot is None else snapshot
+        return b[2 * self.n_workers:3 * self.n_workers]
+
     def flag(self, which, snapshot=None):
         b = self.read() if snapshot is None else snapshot
-        return int(b[2 * self.n_workers + which])
+        return int(b[3 * self.n_workers + which])
 
     def publish_clock(self, worker, clock):
         self._put(worker, clock, MPI.REPLACE)
@@ -67,8 +74,11 @@ class Board:
     def publish_reads_done(self, worker, clock):
         self._put(self.n_workers + worker, clock, MPI.REPLACE)
 
+    def publish_seen(self, worker, value):
+        self._put(2 * self.n_workers + worker, value, MPI.REPLACE)
+
     def raise_flag(self, which, value=1):
-        self._put(2 * self.n_workers + which, value, MPI.MAX)
+        self._put(3 * self.n_workers + which, value, MPI.MAX)
 
     def free(self):
         self.window.free()

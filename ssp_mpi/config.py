@@ -67,16 +67,24 @@ class Config:
               every worker has finished its reads of clock ``c``, so every read
               sees exactly clocks ``0..c-1`` and a run is reproducible.
     job:      the job's own options (any JSON-able dict), checked across ranks.
+    checkpoint_dir:   folder of checkpoints (None: no checkpoints; a stop
+              signal then stops without writing one)
+    checkpoint_every: write a checkpoint every N clocks (0: only on request)
+    keep:     how many complete checkpoints to keep
     """
     servers: object = None
     seed: int = 0
     straggle: dict = field(default_factory=dict)
     strict_bsp: bool = True
     job: dict = field(default_factory=dict)
+    checkpoint_dir: object = None
+    checkpoint_every: int = 0
+    keep: int = 3
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["straggle"] = {str(k): v for k, v in sorted(self.straggle.items())}
+        d["checkpoint_dir"] = None if self.checkpoint_dir is None else str(self.checkpoint_dir)
         return d
 
 

@@ -43,6 +43,29 @@ def netns_command(cmd):
     return [str(NETNS_RUN)] + list(cmd)
 
 
+def start(n, args, *, env=None, cwd=None):
+    """Start ``mpiexec -n n python ARGS...`` without waiting (its own process
+    group); finish it with ``finish(proc, timeout)``."""
+    cmd = [mpiexec_path(), "-n", str(int(n)), sys.executable] + [str(a) for a in args]
+    return subprocess.Popen(netns_command(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=rank_env(env), cwd=cwd or REPO,
+                            text=True, start_new_session=True)
+
+
+def finish(proc, timeout):
+    """Wait for a ``start``-ed launch; kill its process group on timeout."""
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+    cp = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    cp.timed_out = timed_out
+    return cp
+
+
 def run(cmd, *, timeout, env=None, cwd=None, input=None):
     """Run ``cmd`` in a loopback-only namespace; kill its process group on
     timeout.  Returns a CompletedProcess (``returncode`` -9 after a kill,

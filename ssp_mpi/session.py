@@ -27,7 +27,9 @@ from . import failure, mpienv
 mpienv.prepare()
 from mpi4py import MPI  # noqa: E402  (after the environment is prepared)
 
+from . import checkpoint, signals  # noqa: E402
 from .board import Board  # noqa: E402
+from .cut import Cutter, StopTraining  # noqa: E402
 from .config import Config, check_agreement  # noqa: E402
 from .errors import UsageError  # noqa: E402
 from .layout import Layout  # noqa: E402
@@ -52,11 +54,19 @@ class RunResult:
     value: object
     summary: dict
     worker: object = None
+    stopped: bool = False        # True when a stop request ended the run (after a checkpoint)
+    checkpoints: tuple = ()      # folders of the checkpoints this run wrote
 
 
 class Session:
-    def __init__(self, config=None, tables=(), *, comm=None):
+    """See the module docstring.  ``resume``: a checkpoint folder (or a
+    ``checkpoint.Checkpoint``) to start from instead of the initial values:
+    tables are loaded (resharded onto this run's servers) and the clocks
+    start at the checkpoint's clock; workers find it in ``worker.resumed``."""
+
+    def __init__(self, config=None, tables=(), *, comm=None, resume=None):
         failure.install_excepthook()
+        signals.install()
         self.config = config if config is not None else Config()
         specs = [t if isinstance(t, TableSpec) else TableSpec(**t) for t in tables]
         names = [t.name for t in specs]
@@ -69,22 +79,45 @@ class Session:
         self.comm = base.Dup()
         self.windows = {}
         self.board = None
+        self.cut_comm = None
         self._closed = False
         self._ran = False
         try:
             self.layout = Layout.from_comm(self.comm, self.config.servers)
+            self.resume = failure.agree(self.comm, self._open_resume, resume)
+            self.start_clock = self.resume.clock if self.resume is not None else 0
             failure.set_role(f"{'server' if self.layout.is_server else 'worker'} "
                              f"{self.layout.server_index if self.layout.is_server else self.layout.worker_index}")
             check_agreement(self.comm, {"config": self.config.to_dict(),
                                         "tables": [t.describe() for t in specs],
                                         "world_size": self.comm.size})
             self.role_comm = self.comm.Split(0 if self.layout.is_worker else 1, self.comm.rank)
+            self.cut_comm = self.comm.Dup()
             self._allocate()
+            self.cutter = Cutter(self)
         except BaseException:
             self._free()
             raise
 
     # -- set-up -----------------------------------------------------------
+    def _open_resume(self, resume):
+        """Open (rank 0 also verifies) the checkpoint and check its tables."""
+        if resume is None:
+            return None
+        if isinstance(resume, checkpoint.Checkpoint):
+            resume = resume.path
+        ck = checkpoint.Checkpoint.open(resume, verify=self.comm.rank == 0)
+        for name, spec in self.specs.items():
+            t = ck.tables.get(name)
+            if t is None:
+                raise checkpoint.CheckpointError(f"{ck.path}: has no table {name!r} "
+                                                 f"(it has {sorted(ck.tables)})")
+            if (t["rows"], t["cols"], t["dtype"]) != (spec.rows, spec.cols, spec.dtype):
+                raise checkpoint.CheckpointError(
+                    f"{ck.path}: table {name!r} is {t['rows']} x {t['cols']} {t['dtype']} there "
+                    f"but {spec.rows} x {spec.cols} {spec.dtype} now; resume with the same options")
+        return ck
+
     def _allocate(self):
         rank = self.comm.rank
         from kernels import oplog
@@ -92,11 +125,13 @@ class Session:
         for name, spec in self.specs.items():
             self.windows[name] = ShardWindow(shard_shape(spec, self.layout, rank), spec.dtype,
                                              comm=self.comm)
-        self.board = Board(self.layout, comm=self.comm)
+        self.board = Board(self.layout, comm=self.comm, clock=self.start_clock)
         if self.layout.is_server:
+            s, n = self.layout.server_index, self.layout.n_servers
             for name, spec in self.specs.items():
-                rows = partition.global_rows(spec.rows, self.layout.n_servers, self.layout.server_index)
-                values = spec.initial_rows(rows)
+                rows = partition.global_rows(spec.rows, n, s)
+                values = (spec.initial_rows(rows) if self.resume is None
+                          else self.resume.read_rows(name, s, n))
                 with self.windows[name].local_epoch(rank) as mem:
                     mem[...] = values
         mpienv.barrier(self.comm)
@@ -117,21 +152,35 @@ class Session:
             raise UsageError("Session.run may be called once; create a new Session for another run")
         self._ran = True
         if self.layout.is_server:
-            Server(self).serve(self.comm.Ibarrier())
-            return RunResult(None, None, None)
+            server = Server(self)
+            server.hooks.append(self.cutter.server_hook)
+            with self.board.window.access_all():      # servers may raise flags (signals)
+                server.serve(self.comm.Ibarrier())
+            return RunResult(None, None, None, stopped=self.cutter.stopped,
+                             checkpoints=tuple(self.cutter.written))
         worker = Worker(self, self.role_comm)
         wins = [w.win for w in self.windows.values()] + [self.board.window.win]
         for win in wins:
             win.Lock_all(MPI.MODE_NOCHECK)
+        stopped = False
         try:
-            value = fn(worker)
-            for win in wins:
-                win.Unlock_all()
-            summary = worker.summary()
+            try:
+                value = fn(worker)
+            except StopTraining:
+                value, stopped = None, True
+            worker.cuts.finished()
         except BaseException as e:          # noqa: BLE001 - one rank's error ends the job
+            if getattr(e, "collective", False):    # raised on every rank together
+                for win in wins:
+                    win.Unlock_all()
+                raise
             failure.abort(e)
+        for win in wins:
+            win.Unlock_all()
+        summary = worker.summary()
         mpienv.wait(self.comm.Ibarrier())
-        return RunResult(value, summary, worker)
+        return RunResult(value, summary, worker, stopped=stopped,
+                         checkpoints=tuple(self.cutter.written))
 
     # -- tear-down --------------------------------------------------------
     def _free(self):
@@ -141,7 +190,7 @@ class Session:
         if self.board is not None:
             self.board.free()
             self.board = None
-        for c in ("role_comm", "comm"):
+        for c in ("cut_comm", "role_comm", "comm"):
             comm = getattr(self, c, None)
             if comm is not None and comm != MPI.COMM_NULL:
                 comm.Free()

@@ -61,9 +61,10 @@ class ShardWindow:
         return self._local
 
     @contextmanager
-    def local_epoch(self, rank):
-        """Exclusive access to this rank's own memory (initial values, restore)."""
-        self.win.Lock(rank, MPI.LOCK_EXCLUSIVE)
+    def local_epoch(self, rank, shared=False):
+        """Access to this rank's own memory: exclusive (initial values,
+        restore) or shared (reading it while workers hold their epochs)."""
+        self.win.Lock(rank, MPI.LOCK_SHARED if shared else MPI.LOCK_EXCLUSIVE)
         try:
             yield self._local
         finally:

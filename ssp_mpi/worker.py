@@ -7,7 +7,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import mpienv
-from .board import FLAG_STOP
+from .cut import WorkerCuts
 from .stats import ClockStats, combine
 from .table import WorkerTable
 
@@ -32,7 +32,8 @@ class Worker:
         self.n_workers = self.layout.n_workers
         self.comm = comm
         self.is_leader = self.index == 0
-        self.clock_value = 0
+        self.clock_value = session.start_clock
+        self.resumed = session.resume      # a checkpoint.Checkpoint, or None
         self.stats = ClockStats()
         self.rng = np.random.default_rng([int(self.config.seed), self.index])
         self._board = session.board
@@ -40,8 +41,16 @@ class Worker:
         self._strict = self.config.strict_bsp
         self._tables = {name: WorkerTable(session.specs[name], win, self)
                         for name, win in session.windows.items()}
-        self._known_server_clock = 0
+        self._known_server_clock = session.start_clock
         self.read_log = None          # set to a list to record every read (tests)
+        self.cuts = WorkerCuts(session.cutter, self, self._board)
+
+    def set_state(self, fn):
+        """``fn() -> {name: array or number}``: this worker's local state
+        (e.g. RNG state, topic assignments, data cursor), saved in every
+        checkpoint as of the cut's clock boundary.  On resume it comes back
+        through ``worker.resumed.worker_state(i)`` / ``worker_states()``."""
+        self.cuts.state_fn = fn
 
     # -- tables -----------------------------------------------------------
     def table(self, name):
@@ -110,12 +119,9 @@ class Worker:
             self.clock_value += 1
             self._board.publish_clock(self.index, self.clock_value)
         self.stats.moved(out_bytes=sent)
-        return self.stats.end_clock(self.clock_value - 1)
-
-    def stop_requested(self):
-        """True once any rank raised the stop flag (e.g. on SIGTERM)."""
-        with self.stats.comm():
-            return self._board.flag(FLAG_STOP) > 0
+        record = self.stats.end_clock(self.clock_value - 1)
+        self.cuts.boundary()          # checkpoint / stop at this boundary if due
+        return record
 
     # -- collectives among workers (they sleep while they wait) -----------
     def barrier(self):
