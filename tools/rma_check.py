@@ -18,6 +18,11 @@ cycles through contig/indexed/block.  With ``--get`` each worker also reads
 random rows with ``Get_accumulate(NO_OP)`` while the others are writing and
 checks each value is integral, never below the worker's own flushed
 contributions (read-my-writes) and never above the final value.
+``--servers-accumulate`` makes the window owners accumulate too (into their own
+and each other's windows); ``--recv any`` makes them wait for the workers'
+"done" messages with one ``Irecv(ANY_SOURCE)`` instead of one receive per
+worker (the pattern that hangs on MPICH 5.0.2 ch4:ucx with
+``MPIR_CVAR_NOLOCAL=1``, see docs/mpich-network.md).
 
 Every increment is a small integer, so float sums are exact: the final window
 must equal the expected array bit for bit.  Each rank can recompute every
@@ -67,7 +72,7 @@ def parse_args(argv=None):
                    help="accumulating servers close their Lock_all epoch before waiting")
     p.add_argument("--progress", choices=["irecv", "iprobe", "sleep", "spin"], default="irecv",
                    help="how an idle server drives progress (sleep = no MPI call)")
-    p.add_argument("--recv", choices=["any", "each"], default="any",
+    p.add_argument("--recv", choices=["any", "each"], default="each",
                    help="server's pending receive: one Irecv(ANY_SOURCE) or one per worker")
     p.add_argument("--sleep-us", type=float, default=200.0, help="server sleep between polls")
     p.add_argument("--info", action="append", default=[], metavar="KEY=VALUE",
