@@ -506,13 +506,20 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
         self.scontrol("requeue", str(jobid))
         self.start_now(jobid, min_restarts=before + 1)
 
-    def start_now(self, jobid, timeout: float = 30, min_restarts: int = 1) -> None:
+    def start_now(self, jobid, timeout: float = 30, min_restarts: int = 1,
+                  settle: float = 2.0) -> None:
         """Clear the begin-time delay of a requeued job.
 
         SLURM 22.05 holds a requeued batch job with Reason=BeginTime for about
         two minutes; this waits until the job is pending again after at least
         ``min_restarts`` requeues (a requeue, e.g. by the job itself, happens
         asynchronously) and sets its StartTime to now.
+
+        Not immediately, though: the requeue revokes the job's credential on
+        slurmd, and a launch whose credential was created in the same second
+        as that revocation is refused ("Killing non-startable batch JobId=N:
+        Job credential revoked", the job ends FAILED).  Hence the pause of
+        ``settle`` seconds (that is also why SLURM delays requeued jobs).
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -525,6 +532,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                 raise SlurmError(f"job {jobid} not pending after {timeout} s "
                                  f"(state {job.state})\n{self.log_tails()}")
             time.sleep(0.2)
+        time.sleep(settle)
         self.scontrol("update", f"JobId={jobid}", "StartTime=now")
 
     # ------------------------------------------------------------- logs

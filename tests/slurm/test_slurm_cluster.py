@@ -241,32 +241,38 @@ if comm.rank == 0:
 """
 
 
-def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
-    """slurm/template.sbatch with a stub job: USR1 to the batch shell (what
-    --signal=B:USR1@N delivers near the time limit; sent here with scancel so
-    the test does not wait for slurmctld's 30-s time-limit check) ->
+@pytest.mark.parametrize("trigger", ["scancel", pytest.param("time_limit", marks=pytest.mark.slow)])
+def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, trigger):
+    """slurm/template.sbatch with a stub job: USR1 to the batch shell ->
     forwarded to the ranks -> checkpoint, exit 0 -> the script requeues the
-    job -> the second run gets --resume and finishes from the checkpoint."""
+    job -> the second run gets --resume and finishes from the checkpoint.
+
+    trigger=time_limit: the real thing, ``--time=1 --signal=B:USR1@58``
+    (signal 2..32 s after the start).  trigger=scancel: the same signal sent
+    at once with ``scancel --signal=USR1 --batch``."""
     from pathlib import Path
     template = Path(__file__).resolve().parents[2] / "slurm" / "template.sbatch"
     work = tmp_path / "work"
     (work / "jobs").mkdir(parents=True)
     (work / "jobs" / "__init__.py").write_text("")
     (work / "jobs" / "stub.py").write_text(_STUB_JOB)
+    # time_limit: 900 clocks x 0.05 s = 45 s, longer than the latest signal
+    clocks = 200 if trigger == "scancel" else 900
     env = {"SSP_JOB": "stub", "SSP_PYTHON": PY,
-           "SSP_JOB_ARGS": "--clocks 200 --clock-seconds 0.05"}
-    jobid = slurm_cluster.sbatch(template, env=env, cwd=work,
-                                 options=["--ntasks-per-node=2", "--cpus-per-task=2",
-                                          "--time=5"])
+           "SSP_JOB_ARGS": f"--clocks {clocks} --clock-seconds 0.05"}
+    options = ["--ntasks-per-node=2", "--cpus-per-task=2"]
+    options += ["--time=5"] if trigger == "scancel" else ["--time=1", "--signal=B:USR1@58"]
+    jobid = slurm_cluster.sbatch(template, env=env, cwd=work, options=options)
     slurm_cluster.wait_output(jobid, "stub: running", timeout=60)
-    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
+    if trigger == "scancel":
+        slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
     slurm_cluster.start_now(jobid, timeout=60)
     job = slurm_cluster.wait(jobid, timeout=90, min_restarts=1)
     out = job.stdout.read_text()
     assert (job.state, job.exit_code, job.restarts) == ("COMPLETED", 0, 1), (job, out)
     ckpt = int(re.search(r"stub: checkpoint at clock (\d+)", out).group(1))
-    assert 3 <= ckpt < 200, out
+    assert 3 <= ckpt < clocks, out
     assert f"stub: start clock {ckpt} resume True threads 2 cpus_per_task 2 size 2" in out, out
     assert "stub: start clock 0 resume False threads 2 cpus_per_task 2 size 2" in out, out
     assert "requeueing job" in out, out
-    assert (work / f"out-{jobid}" / "done").read_text() == "200"
+    assert (work / f"out-{jobid}" / "done").read_text() == str(clocks)
