@@ -94,7 +94,24 @@ def _xs(x):
 @njit(inline="always")
 def _u01(x):
     """Uniform [0, 1) double from a state (after _xs)."""
-    return float((x * _MUL) >> _S11) * _INV53
+    return float(np.int64((x * _MUL) >> _S11)) * _INV53
+
+
+_S32 = np.uint64(32)
+_LO32 = np.uint64(0xFFFFFFFF)
+_INV32 = 1.0 / 4294967296.0
+
+
+@njit(inline="always")
+def _hi01(x):
+    """Uniform [0, 1) with 32 bits from the high half of the output of x."""
+    return float(np.int64((x * _MUL) >> _S32)) * _INV32
+
+
+@njit(inline="always")
+def _lo01(x):
+    """A second uniform from the low half of the same output."""
+    return float(np.int64((x * _MUL) & _LO32)) * _INV32
 
 
 @njit(cache=True)
@@ -404,34 +421,39 @@ def sparse_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d,
 # alias tables + Metropolis-Hastings
 
 def alias_alloc(n_words, n_topics, capacity=None):
-    """Arrays for ``alias_build``.  ``capacity`` bounds the total number of
-    (word, topic) pairs with a positive count (V*K if not given; a job passes
-    something smaller, e.g. min(V*K, tokens in the model))."""
+    """Arrays for ``alias_build`` / ``mh_sweep`` (pass them on as ``*tables``).
+
+    ``capacity`` bounds the total number of (word, topic) pairs with a positive
+    base count (V*K if not given; a job passes min(V*K, tokens in the model)).
+    Per-word entries are packed so that one draw touches one or two cache
+    lines: ``al_ent[j] = (keep threshold, topic, alias topic, q(topic),
+    q(alias topic))`` (float32; q is the word-proposal weight, so the
+    acceptance ratio rarely needs the delta table), ``al_hdr[w] = (offset,
+    sparse mass)``; the dense part is ``dn_ent[k] = (threshold, unused, alias topic)``.
+    """
     cap = n_words * n_topics if capacity is None else int(capacity)
-    return (np.zeros(n_words + 1, dtype=np.int64),     # al_off
-            np.zeros(cap, dtype=np.float32),             # al_prob (keep threshold)
-            np.zeros(cap, dtype=np.int32),               # al_topic
-            np.zeros(cap, dtype=np.int32),               # al_alt (alias topic)
-            np.zeros(n_words, dtype=np.float64),         # al_mass (sparse mass)
-            np.zeros(n_topics, dtype=np.float32),        # dense prob
-            np.zeros(n_topics, dtype=np.int32),          # dense alias topic
-            np.zeros(n_topics, dtype=np.float64),        # inv_base 1/(B_k+Vb)
-            np.zeros(1, dtype=np.float64))               # dense mass
+    return (np.zeros((n_words + 1, 2), dtype=np.float64),   # al_hdr
+            np.zeros((max(cap, 1), 5), dtype=np.float32),     # al_ent
+            np.zeros((n_topics, 3), dtype=np.float32),        # dn_ent (threshold, -, alias)
+            np.zeros(n_topics, dtype=np.float64),             # inv_base 1/(B_k+Vb)
+            np.zeros(1, dtype=np.float64))                    # dense mass
 
 
 @njit(inline="always")
-def _vose(weights, n, out_prob, out_alt, topics, small, large, base):
-    """Vose's alias method for ``weights[:n]`` (topics[j] names entry j);
-    writes out_prob[base+j] (keep threshold) and out_alt[base+j] (topic)."""
+def _vose(weights, n, ent, topics, small, large, base, qcol):
+    """Vose's alias method for ``weights[:n]`` (entry j is topic topics[j]):
+    ent[base+j, 0] keep threshold, ent[base+j, 2] alias topic and, if qcol,
+    ent[base+j, 4] the alias topic's weight (ent[., 3] set by the caller)."""
     total = 0.0
     for j in range(n):
         total += weights[j]
     ns = 0
     nl = 0
     scale = n / total
+    wts = np.empty(n, dtype=np.float64)
     for j in range(n):
-        weights[j] *= scale
-        if weights[j] < 1.0:
+        wts[j] = weights[j] * scale
+        if wts[j] < 1.0:
             small[ns] = j
             ns += 1
         else:
@@ -441,28 +463,33 @@ def _vose(weights, n, out_prob, out_alt, topics, small, large, base):
         ns -= 1
         a = small[ns]
         g = large[nl - 1]
-        out_prob[base + a] = weights[a]
-        out_alt[base + a] = topics[g]
-        weights[g] = (weights[g] + weights[a]) - 1.0
-        if weights[g] < 1.0:
+        ent[base + a, 0] = wts[a]
+        ent[base + a, 2] = topics[g]
+        if qcol:
+            ent[base + a, 4] = weights[g]
+        wts[g] = (wts[g] + wts[a]) - 1.0
+        if wts[g] < 1.0:
             nl -= 1
             small[ns] = g
             ns += 1
     while nl > 0:
         nl -= 1
         g = large[nl]
-        out_prob[base + g] = 1.0
-        out_alt[base + g] = topics[g]
+        ent[base + g, 0] = 2.0
+        ent[base + g, 2] = topics[g]
+        if qcol:
+            ent[base + g, 4] = weights[g]
     while ns > 0:
         ns -= 1
         a = small[ns]
-        out_prob[base + a] = 1.0
-        out_alt[base + a] = topics[a]
+        ent[base + a, 0] = 2.0
+        ent[base + a, 2] = topics[a]
+        if qcol:
+            ent[base + a, 4] = weights[a]
 
 
 @njit(cache=True)
-def alias_build(nwk, nk, nwk_d, nk_d, beta, al_off, al_prob, al_topic, al_alt,
-                al_mass, dn_prob, dn_alt, inv_base, dn_mass):
+def alias_build(nwk, nk, nwk_d, nk_d, beta, al_hdr, al_ent, dn_ent, inv_base, dn_mass):
     """Alias tables of the word proposal from the base counts B = replica -
     delta (see the module doc).  O(V K) scan plus O(non-zeros).  Returns
     False (tables unusable) if the capacity of the arrays is too small."""
@@ -480,10 +507,9 @@ def alias_build(nwk, nk, nwk_d, nk_d, beta, al_off, al_prob, al_topic, al_alt,
         tbuf[k] = k
         dm += wbuf[k]
     dn_mass[0] = dm
-    _vose(wbuf, K, dn_prob, dn_alt, tbuf, small, large, 0)
-    cap = al_prob.shape[0]
+    _vose(wbuf, K, dn_ent, tbuf, small, large, 0, False)
+    cap = al_ent.shape[0]
     p = 0
-    al_off[0] = 0
     for w in range(V):
         m = 0
         mass = 0.0
@@ -495,20 +521,27 @@ def alias_build(nwk, nk, nwk_d, nk_d, beta, al_off, al_prob, al_topic, al_alt,
                 wbuf[m] = b * inv_base[k]
                 mass += wbuf[m]
                 tbuf[m] = k
-                al_topic[p + m] = k
                 m += 1
-        al_mass[w] = mass
+        al_hdr[w, 0] = p
+        al_hdr[w, 1] = mass
         if m > 0:
-            _vose(wbuf, m, al_prob, al_alt, tbuf, small, large, p)
+            _vose(wbuf, m, al_ent, tbuf, small, large, p, True)
+            for j in range(m):
+                # the full proposal weight (B_wk + b) / (B_k + Vb) of each topic
+                k = tbuf[j]
+                al_ent[p + j, 1] = k
+                al_ent[p + j, 3] = wbuf[j] + beta * inv_base[k]
+                ka = int(al_ent[p + j, 2])
+                al_ent[p + j, 4] = al_ent[p + j, 4] + beta * inv_base[ka]
         p += m
-        al_off[w + 1] = p
+    al_hdr[V, 0] = p
+    al_hdr[V, 1] = 0.0
     return True
 
 
 @njit(cache=True)
 def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
-             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
-             dn_mass, state, token, n_draws, draws):
+             al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, token, n_draws, draws):
     V, K = nwk.shape
     vb = V * beta
     ka = K * alpha
@@ -543,52 +576,58 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
         for rep in range(reps):
             for i in range(i_lo, i_hi):
                 w = words[i]
-                s = z[i]
-                cnt[s] -= 1
-                nwk[w, s] -= 1
-                nwk_d[w, s] -= 1
-                nk[s] -= 1
-                nk_d[s] -= 1
-                wmass = al_mass[w]
-                aoff = al_off[w]
-                am = al_off[w + 1] - aoff
+                s0 = z[i]
+                # Counts "without token i" are count - (k == s0): the replica
+                # is only written when the token actually moves.
+                s = s0
+                cd_s = cnt[s0] - 1 + alpha
+                pw_s = (_clamp(nwk[w, s0] - 1) + beta) / (_clamp(nk[s0] - 1) + vb)
+                qb_s = -1.0          # word-proposal weight of s (lazy)
+                aoff = int(al_hdr[w, 0])
+                wmass = al_hdr[w, 1]
+                am = int(al_hdr[w + 1, 0]) - aoff
                 for step in range(mh_steps):
-                    # ---- word proposal
+                    # ---- word proposal (one 64-bit draw: propose, accept)
                     x = _xs(x)
-                    u = _u01(x) * (wmass + dmass)
+                    u = _hi01(x) * (wmass + dmass)
                     if u < wmass:
                         r = u / wmass * am
                         j = int(r)
                         if j >= am:
                             j = am - 1
-                        if r - j < al_prob[aoff + j]:
-                            t = al_topic[aoff + j]
+                        e = aoff + j
+                        if r - j < al_ent[e, 0]:
+                            t = int(al_ent[e, 1])
+                            qb_t = float(al_ent[e, 3])
                         else:
-                            t = al_alt[aoff + j]
+                            t = int(al_ent[e, 2])
+                            qb_t = float(al_ent[e, 4])
                     else:
                         r = (u - wmass) / dmass * K
                         j = int(r)
                         if j >= K:
                             j = K - 1
-                        if r - j < dn_prob[j]:
+                        if r - j < dn_ent[j, 0]:
                             t = j
                         else:
-                            t = dn_alt[j]
+                            t = int(dn_ent[j, 2])
+                        qb_t = -1.0
                     if t != s:
-                        nwt = nwk[w, t]
-                        nws = nwk[w, s]
-                        bt = nwt - nwk_d[w, t]
-                        bs = nws - nwk_d[w, s]
-                        num = ((cnt[t] + alpha) * (_clamp(nwt) + beta) * (_clamp(nk[s]) + vb)
-                               * (_clamp(bs) + beta) * inv_base[s])
-                        den = ((cnt[s] + alpha) * (_clamp(nws) + beta) * (_clamp(nk[t]) + vb)
-                               * (_clamp(bt) + beta) * inv_base[t])
-                        x = _xs(x)
-                        if _u01(x) * den < num:
+                        if qb_t < 0.0:
+                            qb_t = (_clamp(nwk[w, t] - nwk_d[w, t]) + beta) * inv_base[t]
+                        if qb_s < 0.0:
+                            qb_s = (_clamp(nwk[w, s] - nwk_d[w, s]) + beta) * inv_base[s]
+                        own = 1 if t == s0 else 0
+                        cd_t = cnt[t] - own + alpha
+                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
+                        if _lo01(x) * (cd_s * pw_s * qb_t) < cd_t * pw_t * qb_s:
                             s = t
-                    # ---- document proposal
+                            cd_s = cd_t
+                            pw_s = pw_t
+                            qb_s = qb_t
+                    # ---- document proposal (doc factors cancel)
                     x = _xs(x)
-                    u = _u01(x) * (n_other + ka)
+                    u = _hi01(x) * (n_other + ka)
                     if u < n_other:
                         j = int(u)
                         if j >= n_other:
@@ -602,17 +641,25 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                         if t >= K:
                             t = K - 1
                     if t != s:
-                        num = (_clamp(nwk[w, t]) + beta) * (_clamp(nk[s]) + vb)
-                        den = (_clamp(nwk[w, s]) + beta) * (_clamp(nk[t]) + vb)
-                        x = _xs(x)
-                        if _u01(x) * den < num:
+                        own = 1 if t == s0 else 0
+                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
+                        if _lo01(x) * pw_s < pw_t:
                             s = t
-                cnt[s] += 1
-                nwk[w, s] += 1
-                nwk_d[w, s] += 1
-                nk[s] += 1
-                nk_d[s] += 1
-                z[i] = s
+                            pw_s = pw_t
+                            cd_s = cnt[t] - own + alpha
+                            qb_s = -1.0
+                if s != s0:
+                    cnt[s0] -= 1
+                    nwk[w, s0] -= 1
+                    nwk_d[w, s0] -= 1
+                    nk[s0] -= 1
+                    nk_d[s0] -= 1
+                    cnt[s] += 1
+                    nwk[w, s] += 1
+                    nwk_d[w, s] += 1
+                    nk[s] += 1
+                    nk_d[s] += 1
+                    z[i] = s
                 if token >= 0:
                     draws[rep] = s
         for i in range(lo, hi):
@@ -622,26 +669,22 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
 
 @njit(cache=True)
 def mh_sweep(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
-             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
-             dn_mass, state):
+             al_hdr, al_ent, dn_ent, inv_base, dn_mass, state):
     """One alias/MH sweep over documents d0..d1-1: ``mh_steps`` (word, doc)
     proposal pairs per token.  Tables from ``alias_build``."""
     dummy = np.empty(1, dtype=np.int32)
     _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
-             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
-             dn_mass, state, -1, 0, dummy)
+             al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, -1, 0, dummy)
 
 
 @njit(cache=True)
 def mh_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d, alpha,
-                   beta, mh_steps, al_off, al_prob, al_topic, al_alt, al_mass, dn_prob,
-                   dn_alt, inv_base, dn_mass, state):
+                   beta, mh_steps, al_hdr, al_ent, dn_ent, inv_base, dn_mass, state):
     """Run the MH chain of token ``token`` alone, ``n_draws`` times
     ``mh_steps`` proposal pairs; returns the state after each (for tests)."""
     draws = np.empty(n_draws, dtype=np.int32)
     _mh_docs(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
-             al_off, al_prob, al_topic, al_alt, al_mass, dn_prob, dn_alt, inv_base,
-             dn_mass, state, token, n_draws, draws)
+             al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, token, n_draws, draws)
     return draws
 
 
