@@ -57,7 +57,7 @@ __all__ = [
     "rng_init", "rng_uniform", "init_assignments", "add_counts", "doc_topic_counts",
     "sparse_prepare", "sparse_sweep", "sparse_token_draws",
     "alias_build", "alias_alloc", "mh_sweep", "mh_token_draws",
-    "loglik_words", "loglik_topics", "loglik_docs", "ll_to_float", "LL_FRAC_BITS",
+    "loglik_words", "loglik_topics", "loglik_docs", "ll_to_float", "LL_FRAC_BITS", "warmup",
 ]
 
 # ---------------------------------------------------------------------------
@@ -774,3 +774,30 @@ def loglik_docs(doc_ptr, z, n_topics, alpha):
                 cnt[k] = 0
         tot += _fx(lka - math.lgamma((hi - lo) + ka))
     return tot
+
+
+def warmup():
+    """Call every kernel once on tiny inputs (fills Numba's on-disk cache)."""
+    doc_ptr = np.array([0, 3, 5], dtype=np.int64)
+    words = np.array([0, 1, 2, 1, 0], dtype=np.int32)
+    z = np.zeros(5, dtype=np.int32)
+    V, K = 3, 2
+    nwk = np.zeros((V, K), dtype=np.int32)
+    nk = np.zeros(K, dtype=np.int32)
+    nwk_d = np.zeros_like(nwk)
+    nk_d = np.zeros_like(nk)
+    st = rng_init(0)
+    rng_uniform(st, 2)
+    init_assignments(words, z, K, nwk, nk, nwk_d, nk_d, st)
+    wl = sparse_prepare(nwk, words, 0, 5)
+    sparse_sweep(doc_ptr, words, z, 0, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, *wl, st)
+    sparse_token_draws(doc_ptr, words, z, 1, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, *wl, st)
+    tables = alias_alloc(V, K)
+    alias_build(nwk, nk, nwk_d, nk_d, 0.01, *tables)
+    mh_sweep(doc_ptr, words, z, 0, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, 2, *tables, st)
+    mh_token_draws(doc_ptr, words, z, 1, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, 2, *tables, st)
+    add_counts(words, z, nwk, nk, 0)
+    doc_topic_counts(doc_ptr, z, K)
+    loglik_words(nwk, np.arange(V), 0.01)
+    loglik_topics(nk, V, 0.01)
+    loglik_docs(doc_ptr, z, K, 0.1)
