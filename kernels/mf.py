@@ -348,3 +348,38 @@ def init_factors(n, k, seed, scale=0.1, dtype=np.float32):
     rng = np.random.default_rng(seed)
     a = rng.random((int(n), int(k)), dtype=np.float64) * (2.0 * scale / np.sqrt(max(k, 1)))
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def warmup():
+    """Compile every kernel of this module (float32 and float64, int32 ids)
+    into Numba's on-disk cache; also the ratings parser of
+    ``jobs.data.ratings`` when that module is importable."""
+    for dt in (np.float32, np.float64):
+        for it in (np.int32,):
+            u = np.zeros(2, it)
+            i = np.zeros(2, it)
+            r = np.ones(2, dt)
+            P = np.zeros((1, 2), dt)
+            Q = np.zeros((1, 2), dt)
+            v = np.zeros(1, dt)
+            for use_bias in (True, False):
+                sgd_epoch(u, i, r, 0, 2, P, Q, Q.copy(), v, v.copy(), v.copy(),
+                          0.0, 0.1, 0.0, 0.0, use_bias)
+                sgd_epoch_pq(u, i, r, 0, 2, P, P.copy(), Q, Q.copy(), v, v.copy(),
+                             v.copy(), v.copy(), 0.0, 0.1, 0.0, 0.0, use_bias)
+                adagrad_epoch(u, i, r, 0, 2, P, Q, Q.copy(), v, v.copy(), v.copy(),
+                              np.ones(1, dt), np.ones(1, dt), 0.0, 0.1, 0.0, 0.0,
+                              use_bias, 1e-8)
+                adagrad_epoch_pq(u, i, r, 0, 2, P, P.copy(), Q, Q.copy(), v,
+                                 v.copy(), v.copy(), v.copy(), np.ones(1, dt),
+                                 np.ones(1, dt), 0.0, 0.1, 0.0, 0.0, use_bias, 1e-8)
+                sum_squared_error(u, i, r, P, Q, v, v, 0.0, use_bias)
+                predict(u, i, P, Q, v, v, 0.0, use_bias, np.zeros(2, dt))
+            squared_norm(P)
+            squared_norm(v)
+    step_size(0.1, 0, 100.0, 0.5)
+    try:
+        from jobs.data import ratings as _ratings
+    except ImportError:  # pragma: no cover - kernels used without the jobs package
+        return
+    _ratings.warmup()
