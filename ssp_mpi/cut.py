@@ -160,14 +160,27 @@ class Cutter:
 
 
 class WorkerCuts:
-    """The worker's side of cuts, called at every clock boundary."""
+    """The worker's side of cuts.
+
+    ``note`` is called with every board snapshot a waiting worker reads;
+    ``boundary`` at every clock boundary.  A worker answers a request by
+    publishing the earliest boundary it can still stop at: the one it stands
+    at, or -- when it answers from inside a wait -- the next one.
+    """
 
     def __init__(self, cutter, worker, board):
         self.cutter = cutter
         self.w = worker
         self.board = board
         self.target = None            # agreed cut clock of a request
+        self.seen = 0                 # newest request generation answered
         self.state_fn = None
+
+    def note(self, snapshot, stop_at):
+        gen = self.board.flag(FLAG_REQUEST, snapshot) >> 2
+        if gen > self.cutter.generation and gen > self.seen:
+            self.board.publish_seen(self.w.index, (gen << 32) | stop_at)
+            self.seen = gen
 
     def boundary(self):
         """Called right after the worker published clock ``c``."""
@@ -176,26 +189,23 @@ class WorkerCuts:
         kind = signals.take()
         if kind:
             board.raise_flag(FLAG_REQUEST, ((self.cutter.generation + 1) << 2) | kind)
-        requested = False
         if self.target is None:
             with w.stats.comm():
-                flag = board.flag(FLAG_REQUEST)
-            if (flag >> 2) > self.cutter.generation:
-                self._agree(flag >> 2, c)
-        if self.target is not None and self.target == c:
-            requested = True
+                self.note(board.read(), c)
+            if self.seen > self.cutter.generation:
+                self._agree(self.seen)
+        requested = self.target is not None and self.target == c
         periodic = self.cutter.every and c % self.cutter.every == 0
         if requested or periodic:
             self._cut(c, requested)
 
-    def _agree(self, gen, c):
-        w, board = self.w, self.board
-        with w.stats.comm():
-            board.publish_seen(w.index, (gen << 32) | c)
+    def _agree(self, gen):
+        """Wait until every worker answered request ``gen``; the cut clock is
+        the latest boundary any of them named."""
         backoff = mpienv.Backoff()
-        with w.stats.wait():
+        with self.w.stats.wait():
             while True:
-                seen = board.requests_seen()
+                seen = self.board.requests_seen()
                 if (seen == DONE).any():           # a worker finished: drop it
                     self.cutter.generation = gen
                     return

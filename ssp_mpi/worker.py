@@ -73,13 +73,21 @@ class Worker:
         """Block (sleeping) until the server clock is >= ``target``."""
         if self._known_server_clock >= target:
             return self.server_clock()
+        snap = self._wait_until(lambda b: self._board.server_clock(b) >= target)
+        self._known_server_clock = self._board.server_clock(snap)
+        return self._known_server_clock
+
+    def _wait_until(self, done):
+        """Sleep-poll the board until ``done(snapshot)``.  While waiting, the
+        worker also answers checkpoint requests (it may be the one others
+        wait for), naming the next clock boundary it can stop at."""
         backoff = mpienv.Backoff()
         with self.stats.wait():
             while True:
-                sc = self._board.server_clock()
-                if sc >= target:
-                    self._known_server_clock = sc
-                    return sc
+                snap = self._board.read()
+                if done(snap):
+                    return snap
+                self.cuts.note(snap, self.clock_value + 1)
                 backoff.sleep()
 
     def record_read(self, table, rowset, clock):
@@ -99,10 +107,7 @@ class Worker:
         c1 = self.clock_value + 1
         with self.stats.comm():
             self._board.publish_reads_done(self.index, c1)
-        backoff = mpienv.Backoff()
-        with self.stats.wait():
-            while self._board.reads_done() < c1:
-                backoff.sleep()
+        self._wait_until(lambda b: self._board.reads_done(b) >= c1)
 
     def clock(self):
         """End clock ``c``: push the oplog, wait until it is complete at the

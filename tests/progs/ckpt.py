@@ -58,13 +58,17 @@ def main(argv=None):
             raw = st["rng"].tobytes()
             pcg = rng.bit_generator.state
             pcg["state"] = {"state": int.from_bytes(raw[:16], "little"),
-                            "inc": int.from_bytes(raw[16:], "little")}
+                            "inc": int.from_bytes(raw[16:32], "little")}
+            pcg["has_uint32"] = int(raw[32])                 # the buffered 32-bit half
+            pcg["uinteger"] = int.from_bytes(raw[33:37], "little")
             rng.bit_generator.state = pcg
             local = float(st["local"])
 
         def state():
-            s = rng.bit_generator.state["state"]
-            raw = s["state"].to_bytes(16, "little") + s["inc"].to_bytes(16, "little")
+            full = rng.bit_generator.state
+            s = full["state"]
+            raw = (s["state"].to_bytes(16, "little") + s["inc"].to_bytes(16, "little")
+                   + bytes([full["has_uint32"]]) + int(full["uinteger"]).to_bytes(4, "little"))
             return {"rng": np.frombuffer(raw, np.uint8).copy(), "local": np.float64(local)}
         w.set_state(state)
         while w.clock_value < args.clocks:
