@@ -575,7 +575,8 @@ def read_ratings(path, fmt: str = "auto") -> Ratings:
                 raise InputError(f"{path}:{ln}: {what} index {int(arr[bad[0]])} is "
                                  f"outside 1..{lim}; MatrixMarket indices are 1-based "
                                  "and must fit the size line")
-    vals = r.astype(np.float32)
+    with np.errstate(over="ignore"):
+        vals = r.astype(np.float32)
     if not np.all(np.isfinite(vals)):
         j = int(np.flatnonzero(~np.isfinite(vals))[0])
         ln = _nth_data_line(data, start, line0, j)
