@@ -89,6 +89,17 @@ def test_gzip_and_blank_lines_and_crlf(tmp_path):
     assert _triples(rt) == sorted((u, i, float(np.float32(r))) for u, i, r in ROWS)
 
 
+def test_udata_with_a_header_line(tmp_path):
+    p = _write(tmp_path / "ml.inter", "user_id:token\titem_id:token\trating:float\t"
+               "timestamp:float\n196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    rt = RT.read_ratings(p)
+    assert rt.format == "udata"
+    assert _triples(rt) == [(186, 302, 3.0), (196, 242, 3.0)]
+    p = _write(tmp_path / "bad.inter", "user\titem\trating\n1\t2\t3\n1\t2\tx\n")
+    with pytest.raises(InputError, match=r"bad\.inter:3: rating 'x'"):
+        RT.read_ratings(p)
+
+
 def test_csv_columns_found_by_name_and_headerless(tmp_path):
     p = _write(tmp_path / "a.csv", "rating,item,user\n4.5,10,1\n2,11,2\n")
     rt = RT.read_ratings(p)

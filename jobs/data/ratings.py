@@ -7,7 +7,8 @@ sorted) so that a model can be written with the file's own ids.
 
 Formats (``fmt`` / ``--format``)
 ---------------------------------
-* ``udata``: MovieLens 100k ``u.data``: ``user<TAB>item<TAB>rating[<TAB>time]``.
+* ``udata``: MovieLens 100k ``u.data``: ``user<TAB>item<TAB>rating[<TAB>time]``,
+  optionally after one header line (as in RecBole's ``ml-100k.inter``).
 * ``colons``: MovieLens 1M / 10M ``ratings.dat``: ``user::item::rating[::time]``.
 * ``csv``: comma-separated with a header line, e.g. ``userId,movieId,rating,timestamp``.
   Columns are found by name (user/userId/user_id/row, item/movieId/item_id/col,
@@ -522,6 +523,11 @@ def read_ratings(path, fmt: str = "auto") -> Ratings:
     mm = None
     if fmt == "udata":
         sep, min_f, max_f = _SEP_WS, 3, 4
+        no, text = _first_nonblank(data)
+        first = text.split()
+        if first and not (_is_number(first[0]) and len(first) > 1 and _is_number(first[1])):
+            # a header line (e.g. RecBole's 'user_id:token<TAB>item_id:token...')
+            start, line0 = _offset_after_line(data, no), no + 1
     elif fmt == "triplets":
         sep, min_f, max_f = _SEP_WS, 3, 3
         names = ["row", "column", "value"]
