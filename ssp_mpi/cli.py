@@ -80,15 +80,38 @@ def job_parser(prog, description):
                         "(faster, not bit-reproducible)")
     g.add_argument("--log-level", default=os.environ.get("SSP_MPI_LOG", "WARNING"),
                    help="logging level of every rank (progress is printed by worker 0 regardless)")
+    c = p.add_argument_group("checkpoints (every job)")
+    c.add_argument("--checkpoint-dir", default=None,
+                   help="folder of HDF5 checkpoints (default: OUT-checkpoints, used for "
+                        "--checkpoint-every and when SIGTERM/SIGUSR1 ask the job to stop)")
+    c.add_argument("--checkpoint-every", type=nonneg_int, default=0, metavar="N",
+                   help="write a checkpoint every N clocks (0: only when a signal asks)")
+    c.add_argument("--keep", type=positive_int, default=3, metavar="K",
+                   help="how many complete checkpoints to keep")
+    c.add_argument("--resume", nargs="?", const="latest", default=None, metavar="PATH",
+                   help="continue from the newest complete checkpoint in --checkpoint-dir, "
+                        "or from PATH (a checkpoint folder or a folder of checkpoints)")
     return p
+
+
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
 
 
 def config_from_args(args, job_options):
     """A ``Config`` from parsed common options plus the job's own options."""
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s rank%(process)d %(name)s: %(message)s")
+    ckdir = args.checkpoint_dir or f"{str(args.out).rstrip('/')}-checkpoints"
     return Config(servers=args.servers, seed=args.seed, straggle=dict(args.straggle),
-                  strict_bsp=args.strict_bsp, job=dict(job_options))
+                  strict_bsp=args.strict_bsp, job=dict(job_options),
+                  checkpoint_dir=ckdir, checkpoint_every=args.checkpoint_every, keep=args.keep)
 
 
 def main(argv=None):

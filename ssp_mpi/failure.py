@@ -18,7 +18,7 @@ from .errors import InputError, SSPError
 
 EXIT_INPUT = 2          # bad input / options / layout, reported on every rank
 EXIT_ABORT = 1          # an unexpected exception on some rank
-EXIT_STOPPED = 0        # stopped on a signal after writing a checkpoint
+EXIT_STOPPED = 75       # stopped on a signal after writing a checkpoint (EX_TEMPFAIL: resume it)
 
 _role = "rank"
 

@@ -16,45 +16,69 @@ import time
 _PREPARED = False
 
 
-def _uses_mpich_wheel():
-    """True when mpi4py will load the MPICH wheel from PyPI."""
+def _loaded_libmpi():
+    """Real path of the libmpi this process has mapped, or None."""
     try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if line.strip() else ""
+                if "/libmpi" in path and ".so" in path:
+                    return os.path.realpath(path)
+    except OSError:
+        pass
+    return None
+
+
+def _is_mpich_wheel(MPI):
+    """True when the loaded MPI is the MPICH wheel from PyPI: an MPICH whose
+    libmpi is one of the files of the installed ``mpich`` distribution."""
+    try:
+        if "MPICH" not in MPI.Get_library_version():
+            return False
         from importlib import metadata
-        metadata.distribution("mpich")
-    except Exception:
+        dist = metadata.distribution("mpich")
+        lib = _loaded_libmpi()
+        if lib is None:
+            return False
+        files = {os.path.realpath(dist.locate_file(f)) for f in (dist.files or [])
+                 if "libmpi" in str(f)}
+        return lib in files
+    except Exception:       # no wheel, no metadata, an unusual MPI: change nothing
         return False
-    try:
-        import mpi4py
-        cfg = mpi4py.get_config()
-        # mpi4py built against a system MPI (an mpicc on the cluster) does
-        # not load the wheel's library even when the wheel is installed.
-        mpicc = str(cfg.get("mpicc", ""))
-        return not mpicc or "site-packages" in mpicc or sys.prefix in mpicc
-    except Exception:
-        return True
 
 
 def prepare():
-    """Set per-rank environment; idempotent; call before importing MPI."""
+    """Set per-rank environment and initialise MPI; idempotent.  Call it
+    before anything imports ``mpi4py.MPI`` (``import ssp_mpi`` does)."""
     global _PREPARED
     if _PREPARED:
         return
     _PREPARED = True
     threads = os.environ.get("SSP_MPI_NUMBA_THREADS") or "1"
     os.environ.setdefault("NUMBA_NUM_THREADS", threads)
-    if "mpi4py.MPI" not in sys.modules:
-        import mpi4py
-        # No thread of ours calls MPI concurrently; "multiple" would make
-        # MPICH take a global lock around every RMA call.
-        mpi4py.rc.thread_level = os.environ.get("MPI4PY_RC_THREAD_LEVEL", "funneled")
-        if _uses_mpich_wheel():
+    if "mpi4py.MPI" in sys.modules:      # the caller initialised MPI already
+        return
+    import mpi4py
+    # No thread of ours calls MPI concurrently; "multiple" would make MPICH
+    # take a global lock around every RMA call.
+    level = os.environ.get("MPI4PY_RC_THREAD_LEVEL", "funneled")
+    mpi4py.rc.thread_level = level
+    mpi4py.rc.initialize = False     # load the library, look at it, then initialise
+    mpi4py.rc.finalize = True
+    from mpi4py import MPI
+    if not MPI.Is_initialized():
+        if _is_mpich_wheel(MPI):
             for key, value in MPICH_WHEEL_DEFAULTS.items():
                 os.environ.setdefault(key, value)
+        levels = {"single": MPI.THREAD_SINGLE, "funneled": MPI.THREAD_FUNNELED,
+                  "serialized": MPI.THREAD_SERIALIZED, "multiple": MPI.THREAD_MULTIPLE}
+        MPI.Init_thread(levels.get(level, MPI.THREAD_FUNNELED))
 
 
-# Applied only when the MPICH wheel from PyPI is in use and the variable is
-# unset.  Why each one is needed: docs/mpich-network.md.
-MPICH_WHEEL_DEFAULTS = {}
+# Applied only when the MPICH wheel from PyPI is the loaded MPI and the
+# variable is unset.  Why: docs/mpich-network.md (the ucx module can lose
+# completions of ANY_SOURCE receives on ranks that own windows and accumulate).
+MPICH_WHEEL_DEFAULTS = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
 
 
 class Backoff:
@@ -74,7 +98,9 @@ class Backoff:
 
 
 def server_poll_interval():
-    """Longest sleep of an idle server between progress polls (seconds)."""
+    """Longest sleep of an idle server between progress polls (seconds).
+    Over a network, an accumulate completes when its target next polls, so
+    this bounds the latency a flush may see (docs/mpich-network.md)."""
     return float(os.environ.get("SSP_MPI_SERVER_POLL", "0.001"))
 
 

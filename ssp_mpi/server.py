@@ -22,7 +22,7 @@ class Server:
 
     def serve(self, done):
         """Poll until ``done`` (a request completed when the workers finish)."""
-        backoff = mpienv.Backoff(first=50e-6, maximum=mpienv.server_poll_interval())
+        backoff = mpienv.Backoff(first=200e-6, maximum=mpienv.server_poll_interval())
         polls = 0
         while not done.Test():
             for hook in self.hooks:

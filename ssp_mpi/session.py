@@ -60,7 +60,8 @@ class RunResult:
 
 class Session:
     """See the module docstring.  ``resume``: a checkpoint folder (or a
-    ``checkpoint.Checkpoint``) to start from instead of the initial values:
+    ``checkpoint.Checkpoint``, or ``"latest"``: the newest complete one in
+    ``config.checkpoint_dir``) to start from instead of the initial values:
     tables are loaded (resharded onto this run's servers) and the clocks
     start at the checkpoint's clock; workers find it in ``worker.resumed``."""
 
@@ -106,6 +107,11 @@ class Session:
             return None
         if isinstance(resume, checkpoint.Checkpoint):
             resume = resume.path
+        if resume in (True, "latest"):
+            if not self.config.checkpoint_dir:
+                raise checkpoint.CheckpointError("--resume needs a checkpoint folder "
+                                                 "(--checkpoint-dir, or --resume PATH)")
+            resume = checkpoint.resolve(True, self.config.checkpoint_dir).path
         ck = checkpoint.Checkpoint.open(resume, verify=self.comm.rank == 0)
         for name, spec in self.specs.items():
             t = ck.tables.get(name)
