@@ -60,6 +60,12 @@ def test_keep_last_k_and_readable_by_h5py_and_h5dump(tmp_path):
         assert whole.shape == (50, 3)
         with h5py.File(d / "ckpt-000000008" / "shard-0.h5", "r") as s:
             assert np.array_equal(whole[s["tables/ints/rows"][()]], s["tables/ints/values"][()])
+    import sys
+    ins = subprocess.run([sys.executable, "-m", "ssp_mpi.cli", "inspect", str(d)],
+                         capture_output=True, text=True, timeout=60)
+    assert ins.returncode == 0, ins.stderr
+    assert "clock       8" in ins.stdout and "all checksums match" in ins.stdout
+    assert "ints" in ins.stdout and "50 x 3" in ins.stdout and "worker 2:" in ins.stdout
     if shutil.which("h5dump"):
         out = subprocess.run(["h5dump", "-d", "/tables/ints", "-c", "2,3",
                               str(d / "ckpt-000000008" / "master.h5")],
