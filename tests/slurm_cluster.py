@@ -26,9 +26,11 @@ What ``start()`` does (see docs/slurm-testing.md for the why):
    PID namespace: daemons, slurmstepd, job scripts, MPI ranks.  That is the
    "no leftover processes" guarantee; ``stop()`` then checks it by scanning
    ``/proc`` for any process still in the namespace.
-2. Writes ``slurm.conf`` into ``workdir`` (state, spool, pid and log files all
-   under ``workdir``), starts ``slurmctld`` and ``slurmd`` inside the
-   namespaces and waits until ``sinfo`` reports the node idle.
+2. Writes ``slurm.conf`` into ``workdir`` (state, pid and log files all
+   under ``workdir``; slurmd's spool, which holds UNIX sockets, in a short
+   ``/tmp/ssp-slurmd-*`` directory removed by ``stop()``), starts
+   ``slurmctld`` and ``slurmd`` inside the namespaces and waits until
+   ``sinfo`` reports the node idle.
 
 Every SLURM client call (``sbatch``, ``scontrol``, ``sinfo``, ...) goes
 through ``nsenter`` into the same namespaces with ``SLURM_CONF`` pointing at
@@ -49,6 +51,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -153,6 +156,7 @@ class SlurmCluster:
         self._init_pid: int | None = None               # its child, PID 1 inside
         self._pidns: str | None = None                  # e.g. "pid:[4026532301]"
         self._nscmd: list[str] = []
+        self.spooldir: Path | None = None  # short path, see start()
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> "SlurmCluster":
@@ -172,8 +176,14 @@ class SlurmCluster:
                 "start without it ('Unable to initialize cgroup plugin'), even with "
                 "proctrack/linuxproc.  Run the tests in a namespace made with "
                 "unshare/nsenter (tools/netns-run), not `ip netns exec`, which remounts /sys.")
-        for sub in ("state", "spool", "log", "jobs"):
+        for sub in ("state", "log", "jobs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        # slurmd and slurmstepd put UNIX sockets in the spool dir
+        # (SPOOL/NODE_JOBID.STEPID), and a socket path may not exceed 108
+        # bytes: with a pytest tmp_path as spool, slurmstepd dies with "Unix
+        # socket path ... is too long".  So the spool gets a short path.
+        self.spooldir = Path(tempfile.mkdtemp(
+            prefix="ssp-slurmd-", dir="/tmp" if os.access("/tmp", os.W_OK) else None))
         self._write_config()
         try:
             self._start_namespace()
@@ -197,7 +207,7 @@ CredType=cred/none
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={w}/state
-SlurmdSpoolDir={w}/spool
+SlurmdSpoolDir={self.spooldir}
 SlurmctldPidFile={w}/slurmctld.pid
 SlurmdPidFile={w}/slurmd.pid
 SlurmctldLogFile={self.logdir}/slurmctld.log
@@ -319,6 +329,9 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
     def stop(self, check: bool = True) -> None:
         """Stop daemons and jobs; with ``check`` raise if any process survives."""
         if self._holder is None:
+            if self.spooldir is not None:
+                shutil.rmtree(self.spooldir, ignore_errors=True)
+                self.spooldir = None
             return
         try:
             if self._init_pid is not None and self._holder.poll() is None:
@@ -353,6 +366,9 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             left = self._ns_pids()
         self._holder = None
         self._init_pid = None
+        if self.spooldir is not None and not left:
+            shutil.rmtree(self.spooldir, ignore_errors=True)
+            self.spooldir = None
         if left and check:
             raise SlurmError("processes left in the test cluster's PID namespace: %s"
                              % ", ".join(f"{p} ({c})" for p, c in left))
