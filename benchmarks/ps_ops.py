@@ -8,13 +8,15 @@ same run and against the same server:
 
 * get    -- an SSP read of all rows (forced to fetch) vs one raw
             ``Get_accumulate(NO_OP)`` + ``Flush`` of the same bytes;
-* inc    -- ``inc`` of every row, then ``clock()`` (push + flush + publish)
-            vs raw ``Accumulate(SUM)`` + ``Flush`` of the same bytes;
+* push   -- ``clock()`` with every row of the oplog non-zero (find dirty
+            rows, push, flush, clear the oplog, publish the clock) vs raw
+            ``Accumulate(SUM)`` + ``Flush`` of the same bytes;
 * get10  -- an SSP read of a random 10% of the rows vs the raw read of a
             contiguous block of the same size;
 * clock  -- ``clock()`` with an empty oplog (one board update).
 
-Prints the median time of each and the ratio PS / raw (target: bulk
+The two are timed alternately, pair by pair; it prints the median time of
+each and the median of the pair-by-pair ratios PS / raw (target: bulk
 operations within 1.2x).  Other workers, if any, run the same loop, so the
 figures include contention.
 """
@@ -42,6 +44,25 @@ def median_time(fn, repeat):
         fn()
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def paired(a, b, repeat, setup=None):
+    """Time ``a`` and ``b`` alternately (``setup`` runs untimed before each
+    pair); medians of each and of the pair-by-pair ratio (robust to a
+    machine whose speed drifts)."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t)
+        tb.append(t2 - t1)
+    ta, tb = np.array(ta), np.array(tb)
+    return float(np.median(ta)), float(np.median(tb)), float(np.median(ta / tb))
 
 
 def bench(args):
@@ -76,9 +97,11 @@ def bench(args):
                     raw_win.Get_accumulate([buf, MPI.FLOAT], [buf, MPI.FLOAT], server, op=MPI.NO_OP)
                     raw_win.Flush(server)
 
-                def ps_inc():
-                    d = t.delta                     # what a kernel does
+                def fill_oplog():                   # what a kernel does (not timed)
+                    d = t.delta
                     d += ones
+
+                def ps_inc():
                     w.clock()
 
                 def raw_inc():
@@ -95,30 +118,26 @@ def bench(args):
                     raw_win.Flush(server)
 
                 t.get()
-                for name, a, b in (("get", ps_get, raw_get), ("inc+clock", ps_inc, raw_inc),
-                                   ("get 10%", ps_sub, raw_sub)):
+                for name, a, b, setup in (("get", ps_get, raw_get, None),
+                                          ("push: clock", ps_inc, raw_inc, fill_oplog),
+                                          ("get 10%", ps_sub, raw_sub, None)):
                     a(); b()                        # warm
-                    pa, pb = [], []
-                    for _ in range(3):              # interleave to share machine noise
-                        pa.append(median_time(a, reps))
-                        pb.append(median_time(b, reps))
-                    res[name] = (min(pa), min(pb))
-                res["clock (empty)"] = (median_time(w.clock, reps), float("nan"))
+                    res[name] = paired(a, b, reps, setup)
+                res["clock (empty)"] = (median_time(w.clock, reps), float("nan"), float("nan"))
                 return res
 
             out = ps.run(work)
             if out.worker is not None and out.worker.is_leader:
-                for name, (a, b) in out.value.items():
-                    rows_out.append((n, name, a, b))
+                for name, (a, b, r) in out.value.items():
+                    rows_out.append((n, name, a, b, r))
     return rows_out
 
 
 def report(rows, cols, ranks):
     print(f"# ssp-mpi operation cost vs raw RMA (float32 x {cols} cols, {ranks} ranks, 1 server)")
     print(f"{'rows':>9} {'operation':<14} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}")
-    for n, name, a, b in rows:
+    for n, name, a, b, ratio in rows:
         nbytes = n * cols * 4 * (0.1 if "10%" in name else 1)
-        ratio = a / b if b == b else float("nan")
         print(f"{n:>9} {name:<14} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
               f"{nbytes / a / 1e9 if 'empty' not in name else float('nan'):>7.2f}")
 
