@@ -195,9 +195,10 @@ def test_stop_kills_daemons_and_running_jobs(tmp_path):
 
 
 # ---------------------------------------------------------------- template
-# A stand-in for a real job module, with the command-line contract the
-# template relies on: --checkpoint-dir, --out, --resume; SIGUSR1 on any rank
-# -> checkpoint at the next clock boundary -> exit 0.
+# A stand-in for a real job module, with the contract the template relies
+# on (ssp_mpi.cli, ssp_mpi.signals): --checkpoint-dir, --out, --resume [PATH];
+# SIGUSR1 on any rank -> checkpoint at the next clock boundary -> every rank
+# exits with status 75 (EXIT_STOPPED).
 _STUB_JOB = """\
 import argparse, json, os, signal, sys, time
 from mpi4py import MPI
@@ -205,7 +206,7 @@ from mpi4py import MPI
 p = argparse.ArgumentParser()
 p.add_argument("--checkpoint-dir", required=True)
 p.add_argument("--out", required=True)
-p.add_argument("--resume", action="store_true")
+p.add_argument("--resume", nargs="?", const="latest", default=None)
 p.add_argument("--clocks", type=int, default=30)
 p.add_argument("--clock-seconds", type=float, default=0.1)
 a = p.parse_args()
@@ -217,7 +218,7 @@ clock = 0
 if a.resume:
     clock = json.load(open(latest))["clock"]
 if comm.rank == 0:
-    print("stub: start clock", clock, "resume", a.resume,
+    print("stub: start clock", clock, "resume", a.resume is not None,
           "threads", os.environ.get("NUMBA_NUM_THREADS"),
           "cpus_per_task", os.environ.get("SLURM_CPUS_PER_TASK"),
           "size", comm.size, flush=True)
@@ -231,7 +232,8 @@ while clock < a.clocks:
                 json.dump({"clock": clock}, f)
             os.replace(latest + ".tmp", latest)
             print("stub: checkpoint at clock", clock, flush=True)
-        sys.exit(0)
+        comm.Barrier()
+        sys.exit(75)
     if comm.rank == 0 and clock == 3:
         print("stub: running", flush=True)
 if comm.rank == 0:
@@ -244,7 +246,7 @@ if comm.rank == 0:
 @pytest.mark.parametrize("trigger", ["scancel", pytest.param("time_limit", marks=pytest.mark.slow)])
 def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, trigger):
     """slurm/template.sbatch with a stub job: USR1 to the batch shell ->
-    forwarded to the ranks -> checkpoint, exit 0 -> the script requeues the
+    forwarded to the ranks -> checkpoint, exit 75 -> the script requeues the
     job -> the second run gets --resume and finishes from the checkpoint.
 
     trigger=time_limit: the real thing, ``--time=1 --signal=B:USR1@58``
@@ -274,5 +276,6 @@ def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, trig
     assert 3 <= ckpt < clocks, out
     assert f"stub: start clock {ckpt} resume True threads 2 cpus_per_task 2 size 2" in out, out
     assert "stub: start clock 0 resume False threads 2 cpus_per_task 2 size 2" in out, out
-    assert "requeueing job" in out, out
+    assert "checkpoint written (status 75); requeueing job" in out, out
+    assert "job exited with status 0" in out, out
     assert (work / f"out-{jobid}" / "done").read_text() == str(clocks)
