@@ -10,7 +10,8 @@ rank-r signal + noise), every engine single-threaded, in one run:
 
 * ``numba-sgd``: ``kernels.mf.sgd_epoch`` (biases on, Q delta buffer written,
   as the job runs it) on ratings laid out once by ``kernels.mf.block_order``
-  (item strips sized to L2, users ascending inside a strip);
+  (item strips sized to L2, users ascending inside a strip), factor and
+  delta arrays 64-byte aligned (``kernels.mf.init_factors``/``aligned_zeros``);
 * ``numba-adagrad``: ``kernels.mf.adagrad_epoch`` (row-wise AdaGrad, the
   update libmf uses), same layout;
 * ``numba-unordered``: ``numba-sgd`` on the ratings in random order (what a
@@ -22,7 +23,8 @@ rank-r signal + noise), every engine single-threaded, in one run:
   ``libmf-*.tar.gz`` from ``pip download --no-deps --no-binary :all: libmf``,
   compiled here with g++; nothing is downloaded by this script);
 * ``cornac``: ``cornac.models.mf.backend_cpu.fit_sgd`` (cornac's MF SGD loop,
-  ``num_threads=1``, biases on) on the ratings in random order;
+  ``num_threads=1``, biases on) on the ratings in random order, given
+  64-byte-aligned factor arrays like ours;
 * ``reference``: ``kernels.mf_reference.sgd_epoch`` (NumPy) on a small subset.
 
 Each figure is ratings x epochs / CPU seconds of the training loop only
@@ -156,7 +158,7 @@ def build_libmf_avx(sdist, out_dir):
 def _ours_state(nu, ni, k, seed=1):
     P = K.init_factors(nu, k, seed)
     Q = K.init_factors(ni, k, seed + 1)
-    return dict(P=P, Q=Q, Qd=np.zeros_like(Q), bu=np.zeros(nu, np.float32),
+    return dict(P=P, Q=Q, Qd=K.aligned_zeros(Q.shape, Q.dtype), bu=np.zeros(nu, np.float32),
                 bi=np.zeros(ni, np.float32), bid=np.zeros(ni, np.float32),
                 Gp=np.ones(nu, np.float32), Gq=np.ones(ni, np.float32))
 
@@ -207,8 +209,9 @@ def time_cornac(u, i, r, nu, ni, k, epochs, mu):
     cid = i.astype(np.int64)
     val = r.astype(np.float32)
     rng = np.random.default_rng(3)
-    U = (rng.standard_normal((nu, k)) * 0.01).astype(np.float32)
-    V = (rng.standard_normal((ni, k)) * 0.01).astype(np.float32)
+    # cache-line aligned like ours (cornac itself would allocate them unaligned)
+    U = K.aligned_copy((rng.standard_normal((nu, k)) * 0.01).astype(np.float32))
+    V = K.aligned_copy((rng.standard_normal((ni, k)) * 0.01).astype(np.float32))
     Bu = np.zeros(nu, np.float32)
     Bi = np.zeros(ni, np.float32)
 

@@ -37,7 +37,10 @@ and passed in.  They run over ``ratings[lo:hi]`` in the order stored; use
 
 dtypes: float32 by default, float64 works too; all factor, bias and delta
 arrays of one call must share one dtype, ids are int32 or int64.  Arrays
-must be C-contiguous (use :func:`np.ascontiguousarray`).
+must be C-contiguous; for speed, factor and delta arrays should start on a
+64-byte boundary (:func:`aligned_zeros`, :func:`init_factors`): with
+NumPy's default 16-byte offset a rank-32 float32 row spans three cache
+lines and the kernel runs about half as fast.
 """
 from __future__ import annotations
 
@@ -47,7 +50,8 @@ from numba import njit
 __all__ = [
     "step_size", "sgd_epoch", "sgd_epoch_pq", "adagrad_epoch", "adagrad_epoch_pq",
     "sum_squared_error", "predict", "squared_norm", "objective",
-    "block_order", "auto_item_block", "init_factors",
+    "block_order", "auto_item_block", "init_factors", "aligned_empty", "aligned_zeros",
+    "aligned_copy", "is_aligned",
 ]
 
 _JIT = dict(cache=True, fastmath=True, nogil=True)
@@ -340,14 +344,46 @@ def block_order(users, items, n_users, n_items, item_block, user_block=None,
     return perm, tile_ptr
 
 
+def aligned_empty(shape, dtype=np.float32, align=64):
+    """An uninitialised C-contiguous array whose start is ``align``-byte aligned.
+
+    NumPy's default allocation starts 16 bytes past a cache line, so every
+    row of 32 float32 straddles three cache lines instead of two; the SGD
+    kernels run about twice as fast on cache-line-aligned factor arrays.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in np.atleast_1d(shape))
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.empty(nbytes + align, np.uint8)
+    off = (-buf.ctypes.data) % align
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype=np.float32, align=64):
+    a = aligned_empty(shape, dtype, align)
+    a.fill(0)
+    return a
+
+
+def aligned_copy(a, align=64):
+    out = aligned_empty(a.shape, a.dtype, align)
+    out[...] = a
+    return out
+
+
+def is_aligned(a, align=64):
+    return a.ctypes.data % align == 0
+
+
 def init_factors(n, k, seed, scale=0.1, dtype=np.float32):
-    """Deterministic initial factors: uniform in [0, scale/sqrt(k)) * 2.
+    """Deterministic initial factors: uniform in [0, 2*scale/sqrt(k)).
 
     Uses its own ``np.random.default_rng(seed)``; same seed, same array.
+    The result is 64-byte aligned (see :func:`aligned_empty`).
     """
     rng = np.random.default_rng(seed)
     a = rng.random((int(n), int(k)), dtype=np.float64) * (2.0 * scale / np.sqrt(max(k, 1)))
-    return np.ascontiguousarray(a, dtype=dtype)
+    return aligned_copy(a.astype(dtype))
 
 
 def warmup():

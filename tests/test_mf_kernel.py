@@ -244,3 +244,24 @@ def test_sgd_reaches_noise_level_on_planted_data(adagrad):
     end = test_rmse()
     assert start > 2.5 * noise
     assert end < 1.2 * noise, (start, end)
+
+
+def test_aligned_helpers_and_kernel_on_unaligned_arrays():
+    a = K.aligned_zeros((37, 32), np.float32)
+    assert K.is_aligned(a) and a.flags.c_contiguous and a.shape == (37, 32) and not a.any()
+    b = K.aligned_copy(np.arange(12.0).reshape(3, 4))
+    assert K.is_aligned(b) and np.array_equal(b, np.arange(12.0).reshape(3, 4))
+    assert K.is_aligned(K.init_factors(5, 3, 0))
+    # alignment is a speed matter only: same results on offset (unaligned) arrays
+    dt = np.float32
+    u, i, r, nu, ni, k = _problem(seed=9, dt=dt)
+    s1 = _state(nu, ni, k, dt)
+    s2 = {n: a.copy() for n, a in s1.items()}
+    buf = np.zeros(ni * k + 3, dt)
+    s2["Q"] = buf[1:1 + ni * k].reshape(ni, k)
+    s2["Q"][...] = s1["Q"]
+    assert not K.is_aligned(s2["Q"])
+    _call(K, "sgd", u, i, r, 0, len(r), s1, 3.0, 0.05, 0.05, 0.01, True)
+    _call(K, "sgd", u, i, r, 0, len(r), s2, 3.0, 0.05, 0.05, 0.01, True)
+    np.testing.assert_array_equal(s1["Q"], s2["Q"])
+    np.testing.assert_array_equal(s1["P"], s2["P"])
