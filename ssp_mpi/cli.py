@@ -53,14 +53,22 @@ def straggle_arg(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def int_at_least(low):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return v
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonneg_int = int_at_least(0)
 
 
 def job_parser(prog, description):
@@ -92,16 +100,6 @@ def job_parser(prog, description):
                    help="continue from the newest complete checkpoint in --checkpoint-dir, "
                         "or from PATH (a checkpoint folder or a folder of checkpoints)")
     return p
-
-
-def nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
 
 
 def config_from_args(args, job_options):
