@@ -1,0 +1,171 @@
+"""jobs.mf end to end under mpiexec (through ssp_mpi.launch, with timeouts)."""
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from ssp_mpi.launch import REPO, mpiexec, rank_env
+
+pytestmark = pytest.mark.mpi
+
+NOISE = 0.25            # --synthetic-noise default: the best reachable test RMSE
+TOLERANCE = 1.2         # planted data: test RMSE within 20 % of the noise level
+
+
+def _run(n, args, timeout=300):
+    cp = mpiexec(n, ["-m", "jobs.mf"] + [str(a) for a in args], timeout=timeout)
+    assert not cp.timed_out, f"timed out\n{cp.stdout}\n{cp.stderr}"
+    return cp
+
+
+def _model(path):
+    with h5py.File(path / "model.h5", "r") as f:
+        out = {k: f[k][()] for k in f.keys()}
+        out["attrs"] = dict(f.attrs)
+    return out
+
+
+def _summary(path):
+    return json.loads((path / "summary.json").read_text())
+
+
+def test_help_lists_every_option_with_default():
+    cp = subprocess.run([sys.executable, "-m", "jobs.mf", "--help"], cwd=REPO, env=rank_env(),
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    text = " ".join(cp.stdout.split())
+    for opt in ("--data", "--format", "--test", "--test-fraction", "--rank", "--epochs", "--lr",
+                "--reg", "--staleness", "--servers", "--seed", "--out", "--clocks-per-epoch",
+                "--adagrad", "--no-bias", "--user-table", "--lr-power", "--synthetic-noise"):
+        assert opt in text, opt
+    for default in ("(default: 16)", "(default: 20)", "(default: 0.05)", "(default: 0.1)",
+                    "(default: auto)"):
+        assert default in text, default
+
+
+def test_default_run_writes_every_output(tmp_path, warm_kernels):
+    out = tmp_path / "out"
+    cp = _run(3, ["--epochs", "3", "--out", out])
+    assert cp.returncode == 0, cp.stderr
+    for e in (1, 2, 3):                                # one progress line per epoch, one rank
+        assert cp.stdout.count(f"epoch {e}/3:") == 1, cp.stdout
+    s = _summary(out)
+    for key in ("train_rmse", "test_rmse", "epochs", "rank", "staleness", "workers", "servers",
+                "wall_s", "compute_s", "comm_s", "wait_s", "ratings_per_s",
+                "ratings_per_s_per_worker", "config"):
+        assert key in s, key
+    assert s["workers"] == 2 and s["servers"] == 1 and s["epochs"] == 3 and s["rank"] == 16
+    assert s["config"]["lr"] == 0.05 and s["staleness"] == 0
+    assert s["n_train"] == 90_000 and s["n_test"] == 10_000
+    assert s["ratings_per_s"] > 0 and s["compute_s"] > 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert lines[-1]["final"] and lines[-1]["test_rmse"] == pytest.approx(s["test_rmse"])
+    assert lines[-1]["train_rmse"] < lines[0]["train_rmse"]
+    assert all(len(r["compute_s"]) == 2 and len(r["wait_s"]) == 2 for r in lines)
+    m = _model(out)
+    assert m["P"].shape == (1000, 16) and m["Q"].shape == (500, 16)
+    assert m["bu"].shape == (1000,) and m["bi"].shape == (500,)
+    assert np.array_equal(m["user_ids"], np.arange(1000))
+    assert m["attrs"]["global_mean"] == pytest.approx(s["global_mean"])
+
+
+def _serial(args_opts, n_workers, test_fraction=0.1):
+    from jobs import mf as J
+    p = J.build_parser()
+    args = p.parse_args([str(a) for a in args_opts])
+    train, test, _ = J.load_data(args)
+    return J.simulate_bsp(train, test, n_workers, J.job_options(args, train))
+
+
+@pytest.mark.parametrize("n,extra,rtol", [
+    (3, [], 2e-4),
+    (4, ["--clocks-per-epoch", "2", "--user-table"], 2e-4),
+    (4, ["--dtype", "float64", "--adagrad", "--servers", "2"], 1e-9),
+])
+def test_s0_equals_serial_simulation(tmp_path, warm_kernels, n, extra, rtol):
+    opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
+            "12000", "--rank", "6", "--epochs", "4", "--seed", "7"] + extra
+    out = tmp_path / "out"
+    cp = _run(n, opts + ["--staleness", "0", "--out", out])
+    assert cp.returncode == 0, cp.stderr
+    m = _model(out)
+    servers = 2 if "--servers" in extra else 1
+    P, Q, bu, bi = _serial(opts, n - servers)
+    for name, want in (("P", P), ("Q", Q), ("bu", bu), ("bi", bi)):
+        np.testing.assert_allclose(m[name], want, rtol=rtol, atol=rtol * 1e-2, err_msg=name)
+    # the comparison has teeth: one worker fewer is a different schedule
+    P1, Q1, _, _ = _serial(opts, n - servers - 1) if n - servers > 1 else _serial(opts, 2)
+    assert not np.allclose(m["Q"], Q1, rtol=rtol, atol=rtol * 1e-2)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("staleness", ["0", "2", "inf"])
+def test_planted_data_reaches_noise_level(tmp_path, warm_kernels, workers, staleness):
+    out = tmp_path / "out"
+    cp = _run(workers + 1, ["--rank", "8", "--reg", "0.02", "--epochs", "20",
+                            "--staleness", staleness, "--out", out])
+    assert cp.returncode == 0, cp.stderr
+    s = _summary(out)
+    assert s["workers"] == workers and str(s["staleness"]) == staleness
+    assert s["synthetic_noise"] == NOISE
+    assert s["test_rmse"] < TOLERANCE * NOISE, s["test_rmse"]
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["test_rmse"] > 1.5 * NOISE            # it did learn during the run
+
+
+def test_test_file_with_unknown_ids_and_matrixmarket(tmp_path, warm_kernels):
+    rng = np.random.default_rng(0)
+    cells = rng.choice(60 * 40, 1500, replace=False)
+    u, i = cells // 40 + 1, cells % 40 + 1
+    r = rng.integers(1, 6, 1500)
+    train = tmp_path / "train.mtx"
+    train.write_text("%%MatrixMarket matrix coordinate real general\n60 40 1400\n"
+                     + "".join(f"{a} {b} {c}\n" for a, b, c in zip(u[:1400], i[:1400], r[:1400])))
+    test = tmp_path / "test.mtx"
+    test.write_text("%%MatrixMarket matrix coordinate real general\n99 40 101\n"
+                    + "".join(f"{a} {b} {c}\n" for a, b, c in zip(u[1400:], i[1400:], r[1400:]))
+                    + "99 1 3\n")
+    out = tmp_path / "out"
+    cp = _run(3, ["--data", train, "--test", test, "--rank", "4", "--epochs", "3",
+                  "--out", out])
+    assert cp.returncode == 0, cp.stderr
+    s = _summary(out)
+    assert s["format"] == "mm" and s["n_train"] == 1400
+    assert s["test_dropped_unknown_ids"] >= 1
+    assert s["n_test"] == 101 - s["test_dropped_unknown_ids"]
+    m = _model(out)
+    assert set(m["user_ids"].tolist()) == set(u[:1400].tolist())
+
+
+BAD = [
+    ("ratings.dat", "1::2::5\n1::3::x\n", [], "ratings.dat:2:", "not a number"),
+    ("ratings.dat", "1::2::5\n1::3::nan\n", [], "ratings.dat:2:", "finite"),
+    ("u.data", "1\t2\t5\t0\n-1\t3\t4\t0\n", [], "u.data:2:", "negative"),
+    ("empty.txt", "", [], "empty.txt:1:", "empty"),
+    ("m.mtx", "%%MatrixMarket matrix array real general\n2 2\n", [], "m.mtx:1:", "coordinate"),
+    ("r.txt", "1 2 3\n", ["--format", "parquet"], "--format", "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("name,body,extra,needle,words", BAD, ids=[b[3] for b in BAD])
+def test_bad_input_fails_cleanly_on_every_rank(tmp_path, warm_kernels, name, body, extra,
+                                               needle, words):
+    bad = tmp_path / name
+    bad.write_text(body)
+    out = tmp_path / "out"
+    cp = _run(3, ["--data", bad, "--out", out] + extra, timeout=120)
+    assert cp.returncode == 2, (cp.returncode, cp.stderr)
+    assert cp.stderr.count(needle) == 1, cp.stderr      # one message, not one per rank
+    assert words in cp.stderr, cp.stderr
+    assert not out.exists() and not list(tmp_path.glob("out.partial*"))
+
+
+def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
+    cp = _run(3, ["--rank", "0", "--out", tmp_path / "o"], timeout=120)
+    assert cp.returncode == 2 and "--rank" in cp.stderr, cp.stderr
+    cp = _run(3, ["--test-fraction", "1.5", "--out", tmp_path / "o"], timeout=120)
+    assert cp.returncode == 2 and "--test-fraction" in cp.stderr, cp.stderr
