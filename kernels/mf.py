@@ -45,7 +45,10 @@ lines and the kernel runs about half as fast.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = [
     "step_size", "sgd_epoch", "sgd_epoch_pq", "adagrad_epoch", "adagrad_epoch_pq",
@@ -55,6 +58,32 @@ __all__ = [
 ]
 
 _JIT = dict(cache=True, fastmath=True, nogil=True)
+# Ratings ahead at which the kernels prefetch the next user's row of P (it
+# comes from L3 or memory; the strip's rows of Q are already in L2).
+PREFETCH_DISTANCE = 16
+
+
+@intrinsic
+def _prefetch(typingctx, arr, row, col):
+    """Hint the CPU to load the cache line holding ``arr[row, col]`` (no-op
+    semantics: never faults, changes no value)."""
+    if not isinstance(arr, types.Array) or arr.ndim != 2:
+        return None
+    sig = types.void(arr, row, col)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        r = context.cast(builder, args[1], signature.args[1], types.intp)
+        c = context.cast(builder, args[2], signature.args[2], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [r, c], wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [i8p, i32(1), i32(3), i32(1)])   # write intent, keep, data
+        return context.get_dummy_value()
+    return sig, codegen
 
 
 @njit(cache=True)
@@ -90,8 +119,16 @@ def _make_core(use_bias, p_delta, adagrad):
         eps_ = _like(eps, P)
         inv_k = _like(1.0 / k, P)
         zero = _like(0.0, P)
+        line = 64 // P.itemsize
         sse = 0.0
         for n in range(lo, hi):
+            m = n + PREFETCH_DISTANCE
+            if m < hi and users[m] != users[m - 1]:
+                un = users[m]
+                for f in range(0, k, line):
+                    _prefetch(P, un, f)
+                    if p_delta:
+                        _prefetch(Pd, un, f)
             u = users[n]
             i = items[n]
             if use_bias:
