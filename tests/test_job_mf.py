@@ -169,3 +169,27 @@ def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
     assert cp.returncode == 2 and "--rank" in cp.stderr, cp.stderr
     cp = _run(3, ["--test-fraction", "1.5", "--out", tmp_path / "o"], timeout=120)
     assert cp.returncode == 2 and "--test-fraction" in cp.stderr, cp.stderr
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
+    opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
+            "12000", "--rank", "6", "--epochs", "4", "--seed", "3", "--dtype", "float64"]
+    full = tmp_path / "full"
+    cp = _run(3, opts + ["--out", full])
+    assert cp.returncode == 0, cp.stderr
+    ck = tmp_path / "ck"
+    first = tmp_path / "first"
+    cp = _run(3, opts + ["--checkpoint-dir", ck, "--checkpoint-every", "6", "--out", first])
+    assert cp.returncode == 0, cp.stderr
+    cks = sorted(p for p in ck.iterdir() if p.is_dir())
+    assert cks, list(ck.iterdir())
+    resumed = tmp_path / "resumed"
+    cp = _run(3, opts + ["--resume", cks[0], "--out", resumed])
+    assert cp.returncode == 0, cp.stderr
+    a, b = _model(full), _model(resumed)
+    for name in ("P", "Q", "bu", "bi"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    sa, sb = _summary(full), _summary(resumed)
+    assert sa["test_rmse"] == pytest.approx(sb["test_rmse"], rel=1e-9)
+    # the resumed run started at the checkpoint, not from scratch
+    assert "epoch 1/4" not in cp.stdout and "epoch 4/4" in cp.stdout
