@@ -303,7 +303,10 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             pidfile.unlink(missing_ok=True)
             # Without -D both daemonise: the parent returns once the daemon
             # is set up, and the daemon is reparented to our namespace init.
-            res = self.run([daemon, "-f", str(self.conf)], timeout=30, check=False)
+            # slurmctld -c: do not recover jobs from an earlier cluster's
+            # state when workdir is reused.
+            clean = ["-c"] if daemon == "slurmctld" else []
+            res = self.run([daemon, *clean, "-f", str(self.conf)], timeout=30, check=False)
             if res.returncode != 0:
                 raise SlurmError(f"{daemon} failed to start (exit {res.returncode}):\n"
                                  f"{res.stdout}{res.stderr}\n{self.log_tails()}")
@@ -598,6 +601,13 @@ def _namespace_init(node: str, address: str, hosts: str, ready: str) -> None:
     sh("ip", "addr", "add", f"{address}/32", "dev", "lo")
     socket.sethostname(node)
     sh("mount", "--bind", hosts, "/etc/hosts")
+    # A private /dev/shm.  MPICH names its shared-memory segments after the
+    # PMI job (under srun: the SLURM job and step id, which every fresh
+    # cluster starts again at 1.0) and the host; ranks killed at teardown
+    # leave their segments behind, and the next cluster's job 1.0 would
+    # attach to those stale segments and spin in MPI_Init for ever.  This
+    # tmpfs vanishes with the namespace.
+    sh("mount", "-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "ssp-slurm-shm", "/dev/shm")
     # Sanity check: the resolver now accepts the node's name and address.
     socket.getaddrinfo(node, 6817, flags=socket.AI_ADDRCONFIG)
     Path(ready).write_text(f"{node} {address}\n")

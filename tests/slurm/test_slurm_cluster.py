@@ -8,6 +8,7 @@ Timing facts these tests rely on (SLURM 22.05, see docs/slurm-testing.md):
   ``SlurmCluster.start_now`` clears that with ``scontrol update StartTime=now``.
 """
 
+import os
 import re
 import sys
 import textwrap
@@ -33,6 +34,17 @@ def test_cluster_runs_hostname(slurm_cluster):
     job = slurm_cluster.wait(jobid, timeout=60)
     assert (job.state, job.exit_code) == ("COMPLETED", 0), job
     assert job.stdout.read_text().strip() == slurm_cluster.node
+
+
+def test_cluster_has_private_dev_shm_and_hosts(slurm_cluster, tmp_path):
+    """/dev/shm and /etc/hosts inside the cluster are its own: MPICH's
+    segments of one cluster's job 1.0 cannot meet those of another's."""
+    marker = f"ssp-slurm-test-{tmp_path.name}"
+    slurm_cluster.run(["touch", f"/dev/shm/{marker}"])
+    assert not os.path.exists(f"/dev/shm/{marker}")
+    hosts = slurm_cluster.run(["cat", "/etc/hosts"]).stdout
+    assert f"{slurm_cluster.address}\t{slurm_cluster.node}" in hosts
+    assert slurm_cluster.run(["hostname"]).stdout.strip() == slurm_cluster.node
 
 
 @pytest.mark.mpi
