@@ -47,6 +47,13 @@ def test_staleness_check_can_fail():
     assert "staleness bound broken" in cp.stderr or "BSP broken" in cp.stderr
 
 
+def test_straggler_knob_stretches_compute():
+    cp = run(4, "counter.py", "--staleness", "inf", "--fixed-delay", "0.05", "--straggle", "1:3.0")
+    assert cp.returncode == 0, cp.stderr
+    comp = {r["worker"]: r["compute_s"] for r in results(cp)}
+    assert 2.5 < comp[1] / comp[0] < 3.5 and 2.5 < comp[1] / comp[2] < 3.5, comp
+
+
 def test_lazy_refresh_at_inf_fetches_once():
     cp = run(3, "counter.py", "--staleness", "inf", "--refresh", "lazy")
     assert cp.returncode == 0, cp.stderr

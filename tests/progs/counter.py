@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from ssp_mpi import Config, Session, TableSpec, parse_staleness
+from ssp_mpi.config import parse_straggle
 
 p = argparse.ArgumentParser()
 p.add_argument("--staleness", default="0")
@@ -26,6 +27,8 @@ p.add_argument("--clocks", type=int, default=12)
 p.add_argument("--rows", type=int, default=10)
 p.add_argument("--max-delay", type=float, default=0.02)
 p.add_argument("--refresh", default="clock")
+p.add_argument("--fixed-delay", type=float, default=None, help="sleep exactly this long per clock")
+p.add_argument("--straggle", default="", help="WORKER:FACTOR (the library's straggler knob)")
 p.add_argument("--check-staleness", default=None,
                help="bound to check (default: the table's); a smaller one must make the check fail")
 args = p.parse_args()
@@ -39,7 +42,7 @@ def train(w):
     w.read_log = []
     stale_reads = 0
     for c in range(args.clocks):
-        time.sleep(rng.uniform(0, args.max_delay))
+        time.sleep(args.fixed_delay if args.fixed_delay is not None else rng.uniform(0, args.max_delay))
         view = t.get()[:, :w.n_workers]
         mine = view[:, w.index]
         if not np.all(mine == c):
@@ -60,11 +63,11 @@ def train(w):
         raise AssertionError(f"final table wrong: {final}")
     tot = w.stats.totals()
     return w.gather({"worker": w.index, "stale_reads": stale_reads, "wait_s": tot["wait_s"],
-                     "reads": len(w.read_log)})
+                     "compute_s": tot["compute_s"], "reads": len(w.read_log)})
 
 
 MAX_WORKERS = 16
-with Session(Config(servers=args.servers),
+with Session(Config(servers=args.servers, straggle=parse_straggle(args.straggle)),
              tables=[TableSpec("counter", args.rows, MAX_WORKERS, "int64", staleness=table_s,
                                refresh=args.refresh)]) as ps:
     res = ps.run(train)
