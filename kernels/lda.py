@@ -196,19 +196,35 @@ def sparse_prepare(nwk, words, d_tokens_lo, d_tokens_hi):
         wl_off[w + 1] = wl_off[w] + cap
     wl_topic = np.empty(wl_off[V], dtype=np.int32)
     wl_len = np.zeros(V, dtype=np.int64)
+    tbuf = np.empty(K, dtype=np.int32)
     for w in range(V):
-        p = wl_off[w]
+        m = 0
         for k in range(K):
             if nwk[w, k] > 0:
-                wl_topic[p] = k
-                p += 1
-        wl_len[w] = p - wl_off[w]
+                tbuf[m] = k
+                m += 1
+        p = wl_off[w]
+        for j in range(m):
+            wl_topic[p + j] = tbuf[j]
+        wl_len[w] = m
     return wl_off, wl_len, wl_topic
 
 
 @njit(inline="always")
 def _clamp(c):
     return c if c > 0 else 0
+
+
+@njit(cache=True, fastmath=True)
+def _dense_q(row, qcoef, qv):
+    """qv[k] = qcoef[k] * max(row[k], 0); returns the sum (vectorised)."""
+    tot = 0.0
+    for k in range(row.shape[0]):
+        c = row[k]
+        v = qcoef[k] * (c if c > 0 else 0)
+        qv[k] = v
+        tot += v
+    return tot
 
 
 @njit(cache=True)
@@ -228,7 +244,7 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
     for w in range(V):
         if wl_off[w + 1] - wl_off[w] > maxw:
             maxw = wl_off[w + 1] - wl_off[w]
-    qv = np.empty(maxw + 1, dtype=np.float64)
+    qv = np.empty(max(maxw + 1, K), dtype=np.float64)
     for k in range(K):
         inv[k] = 1.0 / (_clamp(nk[k]) + vb)
         qcoef[k] = alpha * inv[k]
@@ -302,30 +318,37 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
                 # ---- word bucket
                 off = wl_off[w]
                 m = wl_len[w]
-                q_sum = 0.0
-                for j in range(m):
-                    k = wl_topic[off + j]
-                    c = nwk[w, k]
-                    v = 0.0
-                    if c > 0:
-                        v = qcoef[k] * c
-                    q_sum += v
-                    qv[j] = v
+                dense = 3 * m > K
+                if dense:   # most topics present: a contiguous (SIMD) pass is cheaper
+                    q_sum = _dense_q(nwk[w], qcoef, qv)
+                else:
+                    q_sum = 0.0
+                    for j in range(m):
+                        k = wl_topic[off + j]
+                        c = nwk[w, k]
+                        v = 0.0
+                        if c > 0:
+                            v = qcoef[k] * c
+                        q_sum += v
+                        qv[j] = v
                 x = _xs(x)
                 u = _u01(x) * (s_sum + r_sum + q_sum)
                 t = -1
                 if u < q_sum:
+                    n_q = K if dense else m
                     acc = 0.0
-                    for j in range(m):
+                    for j in range(n_q):
                         acc += qv[j]
                         if u < acc and qv[j] > 0.0:
-                            t = wl_topic[off + j]
+                            t = j
                             break
                     if t < 0:  # rounding at the end of the bucket
-                        for j in range(m - 1, -1, -1):
+                        for j in range(n_q - 1, -1, -1):
                             if qv[j] > 0.0:
-                                t = wl_topic[off + j]
+                                t = j
                                 break
+                    if not dense:
+                        t = wl_topic[off + t]
                 else:
                     u -= q_sum
                     if u < r_sum:
@@ -542,6 +565,16 @@ def alias_build(nwk, nk, nwk_d, nk_d, beta, al_hdr, al_ent, dn_ent, inv_base, dn
 @njit(cache=True)
 def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
              al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, token, n_draws, draws):
+    """Alias/MH over documents d0..d1-1 (token < 0), or ``n_draws`` passes over
+    token ``token`` alone (recorded in ``draws``).
+
+    Each document is done in two passes.  The word proposals do not depend on
+    the chain's state (an independence proposal from fixed tables) and the
+    document proposals' *positions* do not either, so pass A draws them all
+    for the document and touches the count entries they will need; pass B
+    runs the chains.  Pass A's cache misses are independent of each other and
+    overlap, instead of stalling the chain one after another.
+    """
     V, K = nwk.shape
     vb = V * beta
     ka = K * alpha
@@ -559,6 +592,15 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                 hi_d = mid
         d0 = lo_d
         d1 = lo_d + 1
+    maxlen = 1
+    for d in range(d0, d1):
+        if doc_ptr[d + 1] - doc_ptr[d] > maxlen:
+            maxlen = doc_ptr[d + 1] - doc_ptr[d]
+    steps = mh_steps if mh_steps > 0 else 1
+    p_t = np.empty(maxlen * steps, dtype=np.int32)      # word proposal
+    p_q = np.empty(maxlen * steps, dtype=np.float64)    # its proposal weight (-1: look up)
+    p_j = np.empty(maxlen * steps, dtype=np.int64)      # doc proposal: token j, or -(t+1)
+    touch = np.int64(0)
     for d in range(d0, d1):
         lo = doc_ptr[d]
         hi = doc_ptr[d + 1]
@@ -574,20 +616,15 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
             i_hi = hi
             reps = 1
         for rep in range(reps):
+            # ---- pass A: proposals (state-independent parts) and prefetch
             for i in range(i_lo, i_hi):
                 w = words[i]
-                s0 = z[i]
-                # Counts "without token i" are count - (k == s0): the replica
-                # is only written when the token actually moves.
-                s = s0
-                cd_s = cnt[s0] - 1 + alpha
-                pw_s = (_clamp(nwk[w, s0] - 1) + beta) / (_clamp(nk[s0] - 1) + vb)
-                qb_s = -1.0          # word-proposal weight of s (lazy)
                 aoff = int(al_hdr[w, 0])
                 wmass = al_hdr[w, 1]
                 am = int(al_hdr[w + 1, 0]) - aoff
+                base = (i - i_lo) * steps
+                touch += nwk[w, z[i]]
                 for step in range(mh_steps):
-                    # ---- word proposal (one 64-bit draw: propose, accept)
                     x = _xs(x)
                     u = _hi01(x) * (wmass + dmass)
                     if u < wmass:
@@ -598,10 +635,10 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                         e = aoff + j
                         if r - j < al_ent[e, 0]:
                             t = int(al_ent[e, 1])
-                            qb_t = float(al_ent[e, 3])
+                            qb = float(al_ent[e, 3])
                         else:
                             t = int(al_ent[e, 2])
-                            qb_t = float(al_ent[e, 4])
+                            qb = float(al_ent[e, 4])
                     else:
                         r = (u - wmass) / dmass * K
                         j = int(r)
@@ -611,23 +648,11 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                             t = j
                         else:
                             t = int(dn_ent[j, 2])
-                        qb_t = -1.0
-                    if t != s:
-                        if qb_t < 0.0:
-                            qb_t = (_clamp(nwk[w, t] - nwk_d[w, t]) + beta) * inv_base[t]
-                        if qb_s < 0.0:
-                            qb_s = (_clamp(nwk[w, s] - nwk_d[w, s]) + beta) * inv_base[s]
-                        own = 1 if t == s0 else 0
-                        cd_t = cnt[t] - own + alpha
-                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
-                        if _lo01(x) * (cd_s * pw_s * qb_t) < cd_t * pw_t * qb_s:
-                            s = t
-                            cd_s = cd_t
-                            pw_s = pw_t
-                            qb_s = qb_t
-                    # ---- document proposal (doc factors cancel)
-                    x = _xs(x)
-                    u = _hi01(x) * (n_other + ka)
+                        qb = -1.0
+                    p_t[base + step] = t
+                    p_q[base + step] = qb
+                    touch += nwk[w, t]
+                    u = _lo01(x) * (n_other + ka)
                     if u < n_other:
                         j = int(u)
                         if j >= n_other:
@@ -635,11 +660,46 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                         j += lo
                         if j >= i:
                             j += 1
-                        t = z[j]
+                        p_j[base + step] = j
+                        touch += nwk[w, z[j]]
                     else:
                         t = int((u - n_other) / alpha)
                         if t >= K:
                             t = K - 1
+                        p_j[base + step] = -(t + 1)
+                        touch += nwk[w, t]
+            # ---- pass B: the chains
+            for i in range(i_lo, i_hi):
+                w = words[i]
+                s0 = z[i]
+                # Counts "without token i" are count - (k == s0): the replica
+                # is only written when the token actually moves.
+                s = s0
+                cd_s = cnt[s0] - 1 + alpha
+                pw_s = (_clamp(nwk[w, s0] - 1) + beta) / (_clamp(nk[s0] - 1) + vb)
+                qb_s = -1.0          # word-proposal weight of s (lazy)
+                base = (i - i_lo) * steps
+                for step in range(mh_steps):
+                    x = _xs(x)
+                    # ---- word proposal
+                    t = p_t[base + step]
+                    if t != s:
+                        qb_t = p_q[base + step]
+                        if qb_t < 0.0:
+                            qb_t = (_clamp(nwk[w, t] - nwk_d[w, t]) + beta) * inv_base[t]
+                        if qb_s < 0.0:
+                            qb_s = (_clamp(nwk[w, s] - nwk_d[w, s]) + beta) * inv_base[s]
+                        own = 1 if t == s0 else 0
+                        cd_t = cnt[t] - own + alpha
+                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
+                        if _hi01(x) * (cd_s * pw_s * qb_t) < cd_t * pw_t * qb_s:
+                            s = t
+                            cd_s = cd_t
+                            pw_s = pw_t
+                            qb_s = qb_t
+                    # ---- document proposal (doc factors cancel)
+                    jj = p_j[base + step]
+                    t = z[jj] if jj >= 0 else -jj - 1
                     if t != s:
                         own = 1 if t == s0 else 0
                         pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
@@ -665,6 +725,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
         for i in range(lo, hi):
             cnt[z[i]] = 0
     state[0] = x
+    return touch
 
 
 @njit(cache=True)
@@ -672,9 +733,11 @@ def mh_sweep(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
              al_hdr, al_ent, dn_ent, inv_base, dn_mass, state):
     """One alias/MH sweep over documents d0..d1-1: ``mh_steps`` (word, doc)
     proposal pairs per token.  Tables from ``alias_build``."""
-    dummy = np.empty(1, dtype=np.int32)
-    _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_steps,
-             al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, -1, 0, dummy)
+    dummy = np.empty(1, dtype=np.int64)
+    dummy[0] = _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
+                        mh_steps, al_hdr, al_ent, dn_ent, inv_base, dn_mass, state, -1, 0,
+                        dummy)
+    return dummy[0] * 0
 
 
 @njit(cache=True)
