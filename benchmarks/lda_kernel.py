@@ -202,6 +202,7 @@ def run_lda(doc_ptr, words, V, K, a, iterations):
 
 def child(args):
     engine, K = args.child_engine, args.child_k
+    args.mh_steps = args.mh_steps[0]
     dat = np.load(args.child_data)
     doc_ptr, words, V = dat["doc_ptr"], dat["words"], int(dat["V"])
     N = len(words)
@@ -215,9 +216,9 @@ def child(args):
         z, cpu, wall, own, iters = run_lda(doc_ptr, words, V, K, args, iters)
     else:
         raise SystemExit(f"unknown engine {engine}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # before the evaluation
     counts = z if isinstance(z, tuple) else _counts(doc_ptr, words, z, V, K)
     ll = _ll_from_counts(*counts, args.alpha, args.beta)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({
         "engine": engine, "K": K, "iterations": iters, "tokens": N,
         "cpu_s": cpu, "wall_s": wall, "tokens_per_s": N * iters / cpu,
@@ -242,8 +243,9 @@ def main(argv=None):
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--beta", type=float, default=0.01)
-    p.add_argument("--mh-steps", type=int, default=2,
-                   help="alias sampler: (word, doc) proposal pairs per token")
+    p.add_argument("--mh-steps", type=int, nargs="+", default=[2, 4],
+                   help="alias sampler: (word, doc) proposal pairs per token; the alias "
+                        "engine runs once per value")
     p.add_argument("--engines", nargs="+", default=["alias", "sparse", "tomotopy", "lda"],
                    choices=["alias", "sparse", "tomotopy", "lda"])
     p.add_argument("--lda-full-max-k", type=int, default=100,
@@ -271,12 +273,18 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "corpus.npz")
         np.savez(data, doc_ptr=corpus.doc_ptr, words=corpus.words, V=corpus.n_words)
+        runs = []
+        for engine in args.engines:
+            if engine == "alias":
+                runs += [("alias", m) for m in args.mh_steps]
+            else:
+                runs.append((engine, args.mh_steps[0]))
         for K in args.topics:
-            for engine in args.engines:
+            for engine, steps in runs:
                 cmd = [sys.executable, "-m", "benchmarks.lda_kernel", "--child-engine", engine,
                        "--child-k", str(K), "--child-data", data,
                        "--iterations", str(args.iterations), "--alpha", str(args.alpha),
-                       "--beta", str(args.beta), "--mh-steps", str(args.mh_steps),
+                       "--beta", str(args.beta), "--mh-steps", str(steps),
                        "--seed", str(args.seed), "--lda-iterations", str(args.lda_iterations),
                        "--lda-full-max-k", str(args.lda_full_max_k)]
                 out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -284,8 +292,11 @@ def main(argv=None):
                     print(f"K={K} {engine}: failed\n{out.stderr[-2000:]}", flush=True)
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
+                if engine == "alias":
+                    r["engine"] = f"alias-{steps}"
+                    r["mh_steps"] = steps
                 results.append(r)
-                print(f"K={K:5d} {engine:9s} {r['tokens_per_s'] / 1e6:7.3f}M tok/s (cpu) "
+                print(f"K={K:5d} {r['engine']:9s} {r['tokens_per_s'] / 1e6:7.3f}M tok/s (cpu) "
                       f"{r['tokens_per_s_wall'] / 1e6:7.3f}M (wall)  it={r['iterations']:4d}  "
                       f"loglik/token {r['loglik_per_token']:.4f} (own {r['own_loglik_per_token']:.4f})"
                       f"  peak RSS {r['peak_rss_mb']:.0f} MB (corpus loaded: "
@@ -293,16 +304,14 @@ def main(argv=None):
     print("\nsummary (ratios of tokens/s per core, loglik difference at equal iterations):")
     for K in args.topics:
         by = {r["engine"]: r for r in results if r["K"] == K}
-        for ours in ("alias", "sparse"):
-            if ours not in by:
-                continue
+        for ours in sorted(e for e in by if e.startswith(("alias", "sparse"))):
             for ref in ("tomotopy", "lda"):
                 if ref not in by:
                     continue
                 o, f = by[ours], by[ref]
                 same = o["iterations"] == f["iterations"]
                 dll = (o["loglik_per_token"] - f["loglik_per_token"]) / abs(f["loglik_per_token"])
-                print(f"  K={K:5d} {ours:6s} vs {ref:8s}: speed x{o['tokens_per_s'] / f['tokens_per_s']:.2f}"
+                print(f"  K={K:5d} {ours:8s} vs {ref:8s}: speed x{o['tokens_per_s'] / f['tokens_per_s']:.2f}"
                       + (f", loglik {100 * dll:+.2f}%" if same else
                          f" (loglik not compared: {f['iterations']} iterations)"))
     if args.json:
