@@ -33,6 +33,7 @@ iteration), ``model.h5`` (nwk, nk, phi, theta, vocab) and ``topics.txt``
 from __future__ import annotations
 
 import math
+import resource
 import time
 
 import numpy as np
@@ -142,7 +143,9 @@ class LdaWorker:
         self.mh_steps = int(mh_steps)
         self.n_docs = self.doc_ptr.shape[0] - 1
         self._tables = None
-        self._cap = min(self.V * self.K, 2 * int(n_tokens_total) + self.K)
+        # positive (word, topic) entries of a replica: at most the tokens, a
+        # few more while other workers' increments are half-landed
+        self._cap = min(self.V * self.K, int(n_tokens_total) + 4 * self.K)
 
     def initialise(self, nwk, nk, nwk_d, nk_d):
         L.init_assignments(self.words, self.z, self.K, nwk, nk, nwk_d, nk_d, self.rng)
@@ -155,10 +158,9 @@ class LdaWorker:
             return
         if self._tables is None:
             self._tables = L.alias_alloc(self.V, self.K, self._cap)
-        if not L.alias_build(nwk, nk, nwk_d, nk_d, self.beta, *self._tables):
-            self._cap = self.V * self.K          # stale counts: more non-zeros than tokens
+        while not L.alias_build(nwk, nk, nwk_d, nk_d, self.beta, *self._tables):
+            self._cap = min(self.V * self.K, 2 * self._cap)   # more non-zeros than tokens
             self._tables = L.alias_alloc(self.V, self.K, self._cap)
-            L.alias_build(nwk, nk, nwk_d, nk_d, self.beta, *self._tables)
         L.mh_sweep(self.doc_ptr, self.words, self.z, 0, self.n_docs, nwk, nk, nwk_d, nk_d,
                    self.alpha, self.beta, self.mh_steps, *self._tables, self.rng)
 
@@ -346,9 +348,11 @@ def main(argv=None):
         all_records = w.gather(records)
         all_z = w.gather(me.z)
         walls = w.allgather(train_wall)
+        peak_mb = w.allgather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         return {"nwk": final_nwk, "nk": final_nk, "final_ll": final,
                 "ll_history": [int(x) for x in np.asarray(total_parts).reshape(-1)],
-                "records": all_records, "z": all_z, "train_wall": max(walls)}
+                "records": all_records, "z": all_z, "train_wall": max(walls),
+                "peak_rss_mb": peak_mb}
 
     with Session(cfg, tables=tables, resume=resume) as ps:
         t0 = time.perf_counter()
@@ -388,6 +392,7 @@ def _write_outputs(args, corpus, layout, res, wall):
         "wait_s": summ.get("wait_s", 0.0),
         "compute_max_s": summ.get("compute_max_s", 0.0), "comm_max_s": summ.get("comm_max_s", 0.0),
         "wait_max_s": summ.get("wait_max_s", 0.0),
+        "peak_rss_mb_per_worker": v["peak_rss_mb"],
         "sampler": args.sampler, "corpus": corpus.source, "config": config,
         "loglik_note": ("per-iteration values are exact at staleness 0; at staleness > 0 each "
                         "worker adds its terms from its own replica; the final value is exact"),
