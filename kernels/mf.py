@@ -16,10 +16,12 @@ updates are (all in the dtype of the factor arrays)
 
 where s_u = s_i = lr for plain SGD, and for the row-wise AdaGrad variant
 
-    Gp[u] += mean(gp ** 2); Gq[i] += mean(gq ** 2)   (before the step)
     s_u = lr / sqrt(Gp[u] + eps);  s_i = lr / sqrt(Gq[i] + eps)
+    then Gp[u] += mean(gp ** 2); Gq[i] += mean(gq ** 2)
 
-(one accumulator per row, as libmf does, rather than one per element).
+(one accumulator per row, as libmf does, rather than one per element; the
+step uses the accumulators from before the rating, so one pass over the
+row does both, again as libmf does).
 
 Parameter-server convention
 ---------------------------
@@ -81,7 +83,9 @@ def _prefetch(typingctx, arr, row, col):
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        builder.call(fn, [i8p, i32(1), i32(3), i32(1)])   # write intent, keep, data
+        # read intent, keep in all levels, data cache.  (Write intent,
+        # PREFETCHW, crashed the process here with fastmath loops: keep 0.)
+        builder.call(fn, [i8p, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return sig, codegen
 
@@ -140,6 +144,10 @@ def _make_core(use_bias, p_delta, adagrad):
             e = ratings[n] - s
             sse += e * e
             if adagrad:
+                # one pass: the step uses the accumulators as they were before
+                # this rating; its squared gradients are added afterwards
+                su = lr_ / np.sqrt(Gp[u] + eps_)
+                si = lr_ / np.sqrt(Gq[i] + eps_)
                 gp2 = zero
                 gq2 = zero
                 for f in range(k):
@@ -149,23 +157,26 @@ def _make_core(use_bias, p_delta, adagrad):
                     gq = e * pf - reg_ * qf
                     gp2 += gp * gp
                     gq2 += gq * gq
+                    P[u, f] = pf + su * gp
+                    Q[i, f] = qf + si * gq
+                    Qd[i, f] += si * gq
+                    if p_delta:
+                        Pd[u, f] += su * gp
                 Gp[u] += gp2 * inv_k
                 Gq[i] += gq2 * inv_k
-                su = lr_ / np.sqrt(Gp[u] + eps_)
-                si = lr_ / np.sqrt(Gq[i] + eps_)
             else:
+                for f in range(k):
+                    pf = P[u, f]
+                    qf = Q[i, f]
+                    gp = lr_ * (e * qf - reg_ * pf)
+                    gq = lr_ * (e * pf - reg_ * qf)
+                    P[u, f] = pf + gp
+                    Q[i, f] = qf + gq
+                    Qd[i, f] += gq
+                    if p_delta:
+                        Pd[u, f] += gp
                 su = lr_
                 si = lr_
-            for f in range(k):
-                pf = P[u, f]
-                qf = Q[i, f]
-                gp = su * (e * qf - reg_ * pf)
-                gq = si * (e * pf - reg_ * qf)
-                P[u, f] = pf + gp
-                Q[i, f] = qf + gq
-                Qd[i, f] += gq
-                if p_delta:
-                    Pd[u, f] += gp
             if use_bias:
                 gbu = su * (e - regb * bu[u])
                 bu[u] += gbu

@@ -31,16 +31,18 @@ def _epoch(users, items, ratings, lo, hi, P, Pd, Q, Qd, bu, bud, bi, bid,
         e = dt(ratings[n] - s)
         sse += float(e) * float(e)
         if adagrad:
+            su = dt(lr_ / np.sqrt(Gp[u] + eps_))
+            si = dt(lr_ / np.sqrt(Gq[i] + eps_))
             gp = e * q - reg_ * p
             gq = e * p - reg_ * q
             Gp[u] += np.dot(gp, gp) * inv_k
             Gq[i] += np.dot(gq, gq) * inv_k
-            su = dt(lr_ / np.sqrt(Gp[u] + eps_))
-            si = dt(lr_ / np.sqrt(Gq[i] + eps_))
+            gp = su * gp
+            gq = si * gq
         else:
             su = si = lr_
-        gp = su * (e * q - reg_ * p)
-        gq = si * (e * p - reg_ * q)
+            gp = su * (e * q - reg_ * p)
+            gq = si * (e * p - reg_ * q)
         P[u] = p + gp
         Q[i] = q + gq
         Qd[i] += gq

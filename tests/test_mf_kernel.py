@@ -160,9 +160,16 @@ def test_adagrad_accumulators_and_step():
                     np.zeros(1), Gp, Gq, 0.0, 0.1, 0.0, 0.0, False, 0.0)
     assert Gp[0] == pytest.approx(1 + gp @ gp / 2)
     assert Gq[0] == pytest.approx(1 + gq @ gq / 2)
-    np.testing.assert_allclose(P[0], [1.0, 0.0] + 0.1 * gp / np.sqrt(Gp[0]))
-    np.testing.assert_allclose(Q[0], [0.5, 2.0] + 0.1 * gq / np.sqrt(Gq[0]))
-    np.testing.assert_allclose(Qd[0], 0.1 * gq / np.sqrt(Gq[0]))
+    # this step used the accumulators as they were before the rating (1.0)
+    np.testing.assert_allclose(P[0], [1.0, 0.0] + 0.1 * gp)
+    np.testing.assert_allclose(Q[0], [0.5, 2.0] + 0.1 * gq)
+    np.testing.assert_allclose(Qd[0], 0.1 * gq)
+    # the next rating's step is scaled by the grown accumulators
+    P0, Q0, G0 = P.copy(), Q.copy(), Gp[0]
+    K.adagrad_epoch(z, z, np.array([3.0]), 0, 1, P, Q, Qd, np.zeros(1), np.zeros(1),
+                    np.zeros(1), Gp, Gq, 0.0, 0.1, 0.0, 0.0, False, 0.0)
+    e2 = 3.0 - P0[0] @ Q0[0]
+    np.testing.assert_allclose(P[0], P0[0] + 0.1 * e2 * Q0[0] / np.sqrt(G0))
 
 
 @pytest.mark.parametrize("user_block,seed", [(None, None), (7, None), (7, 3)])
