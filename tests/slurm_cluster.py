@@ -507,6 +507,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
         """
         path = Path(self.job(jobid)["StdOut"])
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + 1
         while True:
             try:
                 out = path.read_text(errors="replace")
@@ -514,9 +515,15 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                 out = ""
             if text in out:
                 return out
-            if time.monotonic() > deadline:
-                raise SlurmError(f"job {jobid}: {text!r} not in {path} after {timeout} s "
-                                 f"(have {out[-500:]!r})\n{self.log_tails()}")
+            ended = None
+            if time.monotonic() > next_check:    # give up early if the job is over
+                next_check = time.monotonic() + 1
+                state = self.job(jobid).state
+                ended = state if state in TERMINAL_STATES else None
+            if ended or time.monotonic() > deadline:
+                why = f"job ended {ended}" if ended else f"after {timeout} s"
+                raise SlurmError(f"job {jobid}: {text!r} not in {path} ({why}); "
+                                 f"output ends with:\n{out[-1500:]}\n{self.log_tails()}")
             time.sleep(0.1)
 
     def requeue(self, jobid) -> None:
