@@ -369,6 +369,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
             left = self._ns_pids()
         self._holder = None
         self._init_pid = None
+        self._nscmd = []     # never nsenter a PID that may have been reused
         if self.spooldir is not None and not left:
             shutil.rmtree(self.spooldir, ignore_errors=True)
             self.spooldir = None
@@ -391,11 +392,12 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                 if os.readlink(d / "ns" / "pid") != self._pidns:
                     continue
                 stat = (d / "stat").read_text()
+                comm = (d / "comm").read_text().strip()
             except OSError:
-                continue
+                continue    # gone meanwhile
             if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # exited, waiting to be reaped
-            found.append((pid, (d / "comm").read_text().strip()))
+                continue    # exited, waiting to be reaped
+            found.append((pid, comm))
         return found
 
     def processes(self) -> list[tuple[int, str]]:
