@@ -293,6 +293,28 @@ def test_template_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path, trig
     assert (work / f"out-{jobid}" / "done").read_text() == str(clocks)
 
 
+def test_template_stops_requeueing_after_max_restarts(slurm_cluster, tmp_path):
+    """SSP_MAX_RESTARTS=0: a stopped job is not requeued; it fails with 75
+    so that nobody mistakes it for a finished one."""
+    from pathlib import Path
+    template = Path(__file__).resolve().parents[2] / "slurm" / "template.sbatch"
+    work = tmp_path / "work"
+    (work / "jobs").mkdir(parents=True)
+    (work / "jobs" / "__init__.py").write_text("")
+    (work / "jobs" / "stub.py").write_text(_STUB_JOB)
+    env = {"SSP_JOB": "stub", "SSP_PYTHON": PY, "SSP_MAX_RESTARTS": "0",
+           "SSP_JOB_ARGS": "--clocks 400 --clock-seconds 0.05"}
+    jobid = slurm_cluster.sbatch(template, env=env, cwd=work,
+                                 options=["--ntasks-per-node=2", "--time=10"])
+    slurm_cluster.wait_output(jobid, "stub: running", timeout=60)
+    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
+    job = slurm_cluster.wait(jobid, timeout=60)
+    out = job.stdout.read_text()
+    assert (job.state, job.exit_code, job.restarts) == ("FAILED", 75, 0), (job, out)
+    assert "already requeued 0 times (SSP_MAX_RESTARTS=0)" in out, out
+    assert not (work / f"out-{jobid}").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_template_runs_real_mf_job_through_requeue(slurm_cluster, tmp_path):
