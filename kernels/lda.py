@@ -300,10 +300,8 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
                 s_sum -= ab * inv[s]
                 r_sum -= cnt[s] * beta * inv[s]
                 cnt[s] -= 1
-                nwk[w, s] -= 1
-                nwk_d[w, s] -= 1
+                nwk[w, s] -= 1       # the deltas are written only if it moves
                 nk[s] -= 1
-                nk_d[s] -= 1
                 inv[s] = 1.0 / (_clamp(nk[s]) + vb)
                 s_sum += ab * inv[s]
                 r_sum += cnt[s] * beta * inv[s]
@@ -381,9 +379,12 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
                     ndt += 1
                 cnt[t] += 1
                 nwk[w, t] += 1
-                nwk_d[w, t] += 1
                 nk[t] += 1
-                nk_d[t] += 1
+                if t != s:
+                    nwk_d[w, s] -= 1
+                    nk_d[s] -= 1
+                    nwk_d[w, t] += 1
+                    nk_d[t] += 1
                 inv[t] = 1.0 / (_clamp(nk[t]) + vb)
                 s_sum += ab * inv[t]
                 r_sum += cnt[t] * beta * inv[t]
