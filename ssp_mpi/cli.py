@@ -25,6 +25,18 @@ SUBCOMMANDS = {
 }
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" except where there is nothing useful to show
+    (flags, None and empty defaults, help that already names its default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default in (None, False, True, {}, argparse.SUPPRESS)
+                or "default" in text or "%(default)" in text):
+            return text
+        return super()._get_help_string(action)
+
+
 class JobParser(argparse.ArgumentParser):
     def error(self, message):
         raise InputError(f"{self.prog}: {message} (see {self.prog} --help)", collective=True)
@@ -72,8 +84,7 @@ nonneg_int = int_at_least(0)
 
 
 def job_parser(prog, description):
-    p = JobParser(prog=prog, description=description,
-                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = JobParser(prog=prog, description=description, formatter_class=DefaultsFormatter)
     g = p.add_argument_group("parameter server (every job)")
     g.add_argument("--staleness", type=staleness_arg, default=0,
                    help="SSP staleness s: an integer >= 0 (0 = bulk synchronous) or 'inf' (asynchronous)")
