@@ -31,8 +31,9 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.default in (None, False, True, {}, argparse.SUPPRESS)
-                or "default" in text or "%(default)" in text):
+        d = action.default
+        if (d is None or d is True or d is False or d is argparse.SUPPRESS
+                or (isinstance(d, dict) and not d) or "default" in text):
             return text
         return super()._get_help_string(action)
 
