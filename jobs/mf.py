@@ -32,6 +32,11 @@ Without ``--data``, a deterministic planted low-rank data set is generated.
 
 Outputs in ``--out``: ``summary.json``, ``metrics.jsonl`` (one record per
 evaluation), ``model.h5`` (P, Q, bu, bi, mu, user_ids, item_ids).
+
+Checkpoints (``--checkpoint-every``, SIGTERM/SIGUSR1): the tables plus each
+worker's user rows, AdaGrad accumulators and evaluation history; a run
+stopped by a signal exits with status 75 (``EXIT_STOPPED``) after writing
+one, and ``--resume`` continues it.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ import ssp_mpi  # noqa: F401  (prepares the MPI environment before mpi4py)
 from ssp_mpi import Session, TableSpec, agree, run_main
 from ssp_mpi.cli import config_from_args, job_parser, positive_int
 from ssp_mpi.errors import InputError
+from ssp_mpi.failure import EXIT_STOPPED
 from ssp_mpi.output import OutputDir
 
 from jobs.data import ratings as rio
@@ -506,11 +512,12 @@ def main(argv=None):
         t0 = time.perf_counter()
         res = ps.run(train_fn)
         wall = time.perf_counter() - t0
-        if res.worker is not None and res.worker.is_leader:
-            if res.stopped:
+        if res.stopped:                 # a signal asked to stop: checkpoint written
+            if res.worker is not None and res.worker.is_leader:
                 print(f"stopped at clock {res.worker.clock_value} after a checkpoint; "
                       "continue with --resume", flush=True)
-                return 0
+            return EXIT_STOPPED
+        if res.worker is not None and res.worker.is_leader:
             _write_outputs(args, train, test, dropped, opts, ps.layout, res, wall)
     return 0
 

@@ -193,3 +193,63 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
     assert sa["test_rmse"] == pytest.approx(sb["test_rmse"], rel=1e-9)
     # the resumed run started at the checkpoint, not from scratch
     assert "epoch 1/4" not in cp.stdout and "epoch 4/4" in cp.stdout
+
+
+def _rank_pids(root):
+    """PIDs of the Python ranks started under process ``root`` (descendants
+    whose command line runs jobs.mf, not the launcher or hydra's proxy)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True,
+                         timeout=30).stdout
+    parent, args = {}, {}
+    for line in out.splitlines():
+        parts = line.strip().split(None, 2)
+        if len(parts) == 3:
+            parent[int(parts[0])], args[int(parts[0])] = int(parts[1]), parts[2]
+    pids = []
+    for pid, a in args.items():
+        p, seen = pid, 0
+        while p in parent and p != root and seen < 50:
+            p, seen = parent[p], seen + 1
+        if p == root and "-m jobs.mf" in a and "mpiexec" not in a and "proxy" not in a:
+            pids.append(pid)
+    return sorted(pids)
+
+
+def test_signal_checkpoints_exits_75_and_resume_matches(tmp_path, warm_kernels):
+    import os
+    import signal
+    import time
+    from ssp_mpi.launch import finish, start
+    opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
+            "12000", "--rank", "6", "--seed", "4", "--dtype", "float64", "--eval-every", "0"]
+    opts = [str(o) for o in opts]
+    ck, out = tmp_path / "ck", tmp_path / "out"
+    proc = start(3, ["-m", "jobs.mf", *opts, "--epochs", "100000", "--checkpoint-dir", ck,
+                     "--checkpoint-every", "40", "--out", out])
+    try:
+        end = time.monotonic() + 180
+        while time.monotonic() < end and not (ck.exists() and any(ck.glob("ckpt-*"))):
+            time.sleep(0.2)
+        assert ck.exists() and any(ck.glob("ckpt-*")), "no checkpoint appeared"
+        pids = _rank_pids(proc.pid)
+        assert len(pids) == 3, pids
+        os.kill(pids[-1], signal.SIGUSR1)
+        cp = finish(proc, timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert cp.returncode == 75, (cp.returncode, cp.stdout[-2000:], cp.stderr[-2000:])
+    assert cp.stdout.count("stopped at clock") == 1, cp.stdout[-2000:]
+    assert not out.exists()
+    stopped = int(cp.stdout.split("stopped at clock")[1].split()[0])
+    epochs = stopped // 4 + 2              # finish shortly after the stop
+    resumed = tmp_path / "resumed"
+    cp = _run(3, opts + ["--epochs", epochs, "--checkpoint-dir", ck, "--resume",
+                         "--out", resumed])
+    assert cp.returncode == 0, cp.stderr
+    straight = tmp_path / "straight"
+    cp = _run(3, opts + ["--epochs", epochs, "--out", straight])
+    assert cp.returncode == 0, cp.stderr
+    a, b = _model(straight), _model(resumed)
+    for name in ("P", "Q", "bu", "bi"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-8, atol=1e-11, err_msg=name)
