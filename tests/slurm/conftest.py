@@ -46,3 +46,15 @@ def slurm_cluster(tmp_path):
         yield cluster
     finally:
         cluster.stop(check=True)
+
+
+@pytest.fixture
+def mf_kernels_warm(request):
+    """The Numba kernels compiled into their on-disk cache before a real job
+    runs under SLURM (in a fresh clone, 4 ranks compiling at once on 2 busy
+    cores took longer than a test's budget).  Uses tests/conftest.py's
+    session fixture ``warm_kernels`` when there is one."""
+    try:
+        return request.getfixturevalue("warm_kernels")
+    except pytest.FixtureLookupError:
+        return None

@@ -317,9 +317,9 @@ def test_template_stops_requeueing_after_max_restarts(slurm_cluster, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.mpi
-def test_template_runs_real_mf_job_through_requeue(slurm_cluster, tmp_path):
+def test_template_runs_real_mf_job_through_requeue(mf_kernels_warm, slurm_cluster, tmp_path):
     """The template with the real jobs.mf (built-in synthetic data, 4 ranks):
-    USR1 mid-run -> checkpoint -> requeue -> --resume -> 150 epochs done,
+    USR1 mid-run -> checkpoint -> requeue -> --resume -> 100 epochs done,
     outputs written once, by the resumed run."""
     import json
     from pathlib import Path
@@ -328,11 +328,11 @@ def test_template_runs_real_mf_job_through_requeue(slurm_cluster, tmp_path):
         pytest.skip("jobs/mf.py not in this checkout")
     work = tmp_path / "work"
     work.mkdir()
-    env = {"SSP_JOB": "mf", "SSP_PYTHON": PY, "SSP_JOB_ARGS": "--epochs 150",
+    env = {"SSP_JOB": "mf", "SSP_PYTHON": PY, "SSP_JOB_ARGS": "--epochs 100",
            "PYTHONPATH": str(repo)}
     jobid = slurm_cluster.sbatch(repo / "slurm" / "template.sbatch", env=env, cwd=work,
                                  options=["--ntasks-per-node=4", "--time=10"])
-    slurm_cluster.wait_output(jobid, "epoch 5/150", timeout=120)
+    slurm_cluster.wait_output(jobid, "epoch 5/100", timeout=120)
     slurm_cluster.run(["scancel", "--signal=USR1", "--batch", jobid])
     slurm_cluster.start_now(jobid, timeout=90)
     job = slurm_cluster.wait(jobid, timeout=110, min_restarts=1)
@@ -340,7 +340,7 @@ def test_template_runs_real_mf_job_through_requeue(slurm_cluster, tmp_path):
     assert (job.state, job.exit_code, job.restarts) == ("COMPLETED", 0, 1), (job, out)
     assert re.search(r"^checkpoint: clock \d+ -> ckpt-", out, re.M), out
     assert re.search(r"^ssp-mpi: job \d+ run 2 .* --resume$", out, re.M), out
-    assert out.count("epoch 1/150:") == 1, out          # not started over
+    assert out.count("epoch 1/100:") == 1, out          # not started over
     summary = json.loads((work / f"out-{jobid}" / "summary.json").read_text())
-    assert summary["epochs"] == 150 and summary["config"]["resume"] == "latest", summary
+    assert summary["epochs"] == 100 and summary["config"]["resume"] == "latest", summary
     assert (work / f"out-{jobid}" / "model.h5").stat().st_size > 0
