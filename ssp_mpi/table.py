@@ -24,6 +24,16 @@ from .config import DTYPES, parse_staleness
 from .window import RowSet
 
 REFRESH_MODES = ("clock", "lazy")
+ALIGN = 64          # replica and oplog rows start on a cache line (kernels run faster)
+
+
+def aligned_zeros(shape, dtype, align=ALIGN):
+    """A zeroed C-contiguous array whose data starts on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 # Above this many bytes a scattered transfer goes server by server through a
 # staging buffer of one shard's size, instead of all servers at once.
 STAGE_BYTES = int(os.environ.get("SSP_MPI_STAGE_BYTES", 64 << 20))
@@ -92,8 +102,8 @@ class WorkerTable:
         self._w = worker
         self._servers = worker.layout.servers
         n, k = spec.rows, spec.cols
-        self.replica = np.zeros((n, k), spec.dtype)
-        self._delta = np.zeros((n, k), spec.dtype)
+        self.replica = aligned_zeros((n, k), spec.dtype)
+        self._delta = aligned_zeros((n, k), spec.dtype)
         self._stage = np.zeros((0, k), spec.dtype)
         self.fetch_clock = np.full(n, -1, np.int64)
         self.fetched_at = np.full(n, -1, np.int64)

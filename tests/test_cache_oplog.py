@@ -175,3 +175,9 @@ def test_dirty_rows_matches_reference(dtype):
     d[3, 6] = -1
     assert np.array_equal(dirty_rows(d), dirty_rows_reference(d))
     assert dirty_rows(np.zeros((4, 3), dtype)).size == 0
+
+
+def test_replica_and_oplog_rows_are_cache_line_aligned(table):
+    t, w, win = table
+    assert t.replica.ctypes.data % 64 == 0 and t.delta.ctypes.data % 64 == 0
+    assert t.replica.flags.c_contiguous and not t.replica.any()
