@@ -468,6 +468,7 @@ def main(argv=None):
                         f"{sum(r['wait_s'] for r in recs):.3f}s")
             print(msg, flush=True)
 
+        w.stats.restart_clock()      # data layout above is set-up, not compute
         t_start = time.perf_counter()
         while w.clock_value < n_clocks:
             c = w.clock_value
