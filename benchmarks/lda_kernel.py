@@ -5,7 +5,7 @@
 
 Every engine trains on the same real corpus, one at a time, each in its own
 child process (so peak memory is per engine and no engine warms the cache
-for another): our alias/MH and SparseLDA kernels (``kernels/lda.py``),
+for another): our alias/MH, SparseLDA and dense O(K) kernels (``kernels/lda.py``),
 ``tomotopy`` (``workers=1``, alpha fixed: ``optim_interval = 0``) and ``lda``
 (PyPI).  Throughput is tokens x iterations / CPU seconds of the training
 loop (``time.process_time``, single thread; wall seconds are reported too,
@@ -129,6 +129,9 @@ def run_ours(sampler, doc_ptr, words, V, K, a):
     st = L.rng_init(a.seed)
     L.init_assignments(words, z, K, nwk, nk, nwk_d, nk_d, st)
     tables = L.alias_alloc(V, K, min(V * K, N)) if sampler == "alias" else None
+    if sampler == "dense":
+        L.dense_sweep(doc_ptr, words, z.copy(), 0, 0, nwk, nk, nwk_d, nk_d, a.alpha, a.beta,
+                      st.copy())
     # compile outside the timed loop (on a copy)
     if sampler == "alias":
         L.alias_build(nwk, nk, nwk_d, nk_d, a.beta, *tables)
@@ -144,6 +147,8 @@ def run_ours(sampler, doc_ptr, words, V, K, a):
                 raise RuntimeError("alias capacity")
             L.mh_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, a.alpha, a.beta,
                        a.mh_steps, *tables, st)
+        elif sampler == "dense":
+            L.dense_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, a.alpha, a.beta, st)
         else:
             wl = L.sparse_prepare(nwk, words, 0, N)
             L.sparse_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, a.alpha, a.beta,
@@ -211,10 +216,11 @@ def child(args):
     N = len(words)
     # import the engine first: the baseline then includes its runtime (Numba,
     # the extension module), and peak - baseline is the model's memory
-    __import__({"alias": "kernels.lda", "sparse": "kernels.lda", "tomotopy": "tomotopy",
+    __import__({"alias": "kernels.lda", "sparse": "kernels.lda", "dense": "kernels.lda",
+                "tomotopy": "tomotopy",
                 "lda": "lda"}[engine])
     rss0 = _rss_kb()
-    if engine in ("alias", "sparse"):
+    if engine in ("alias", "sparse", "dense"):
         z, cpu, wall, own, iters = run_ours(engine, doc_ptr, words, V, K, args)
     elif engine == "tomotopy":
         z, cpu, wall, own, iters = run_tomotopy(doc_ptr, words, V, K, args)
@@ -253,8 +259,9 @@ def main(argv=None):
     p.add_argument("--mh-steps", type=int, nargs="+", default=[2, 4],
                    help="alias sampler: (word, doc) proposal pairs per token; the alias "
                         "engine runs once per value")
-    p.add_argument("--engines", nargs="+", default=["alias", "sparse", "tomotopy", "lda"],
-                   choices=["alias", "sparse", "tomotopy", "lda"])
+    p.add_argument("--engines", nargs="+", default=["alias", "sparse", "dense", "tomotopy", "lda"],
+                   choices=["alias", "sparse", "dense", "tomotopy", "lda"],
+                   help="dense: our plain O(K) vectorised Gibbs sampler (for small K)")
     p.add_argument("--lda-full-max-k", type=int, default=100,
                    help="lda runs all --iterations only up to this K (it is slow) ...")
     p.add_argument("--lda-iterations", type=int, default=10,
@@ -311,7 +318,7 @@ def main(argv=None):
     print("\nsummary (ratios of tokens/s per core, loglik difference at equal iterations):")
     for K in args.topics:
         by = {r["engine"]: r for r in results if r["K"] == K}
-        for ours in sorted(e for e in by if e.startswith(("alias", "sparse"))):
+        for ours in sorted(e for e in by if e.startswith(("alias", "sparse", "dense"))):
             for ref in ("tomotopy", "lda"):
                 if ref not in by:
                     continue

@@ -47,7 +47,7 @@ from ssp_mpi.output import OutputDir
 from jobs.data import corpus as corpus_io
 from kernels import lda as L
 
-SAMPLERS = ("alias", "sparse")
+SAMPLERS = ("alias", "sparse", "dense")
 
 
 # --------------------------------------------------------------------------- options
@@ -100,7 +100,8 @@ def build_parser():
                    help="symmetric topic-word prior")
     g.add_argument("--sampler", choices=SAMPLERS, default="alias",
                    help="alias: LightLDA-style alias tables + Metropolis-Hastings (O(1) per "
-                        "token); sparse: SparseLDA")
+                        "token); sparse: SparseLDA; dense: plain O(K) vectorised sampler "
+                        "(fastest for small K)")
     g.add_argument("--mh-steps", type=positive_int, default=2,
                    help="alias sampler: (word, doc) proposal pairs per token")
     g.add_argument("--top-words", type=positive_int, default=20,
@@ -151,6 +152,10 @@ class LdaWorker:
         L.init_assignments(self.words, self.z, self.K, nwk, nk, nwk_d, nk_d, self.rng)
 
     def sweep(self, nwk, nk, nwk_d, nk_d):
+        if self.sampler == "dense":
+            L.dense_sweep(self.doc_ptr, self.words, self.z, 0, self.n_docs, nwk, nk, nwk_d,
+                          nk_d, self.alpha, self.beta, self.rng)
+            return
         if self.sampler == "sparse":
             wl = L.sparse_prepare(nwk, self.words, 0, self.words.shape[0])
             L.sparse_sweep(self.doc_ptr, self.words, self.z, 0, self.n_docs, nwk, nk, nwk_d,

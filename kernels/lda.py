@@ -55,7 +55,7 @@ from numba import njit
 
 __all__ = [
     "rng_init", "rng_uniform", "init_assignments", "add_counts", "doc_topic_counts",
-    "sparse_prepare", "sparse_sweep", "sparse_token_draws",
+    "sparse_prepare", "sparse_sweep", "sparse_token_draws", "dense_sweep", "dense_token_draws",
     "alias_build", "alias_alloc", "mh_sweep", "mh_token_draws",
     "loglik_words", "loglik_topics", "loglik_docs", "ll_to_float", "LL_FRAC_BITS", "warmup",
 ]
@@ -438,6 +438,133 @@ def sparse_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d,
     draws = np.empty(n_draws, dtype=np.int32)
     _sparse_docs(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, alpha, beta,
                  wl_off, wl_len, wl_topic, state, token, n_draws, draws)
+    return draws
+
+
+# ---------------------------------------------------------------------------
+# dense exact sampler (O(K) per token, vectorised): for small K
+
+_BLK = 16
+
+
+@njit(cache=True, fastmath=True)
+def _dense_p(row, cnt, inv, alpha, beta, p, bsum):
+    """p[k] = (cnt[k]+a)(max(row[k],0)+b) inv[k] and the sums of blocks of
+    _BLK entries (SIMD); returns the total."""
+    K = row.shape[0]
+    for k in range(K):
+        c = row[k]
+        p[k] = (cnt[k] + alpha) * ((c if c > 0 else 0) + beta) * inv[k]
+    tot = 0.0
+    nb = (K + _BLK - 1) // _BLK
+    for b in range(nb):
+        e = min(K, (b + 1) * _BLK)
+        acc = 0.0
+        for k in range(b * _BLK, e):
+            acc += p[k]
+        bsum[b] = acc
+        tot += acc
+    return tot
+
+
+@njit(cache=True)
+def _dense_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, state,
+                token, n_draws, draws):
+    V, K = nwk.shape
+    vb = V * beta
+    cnt = np.zeros(K, dtype=np.float64)
+    inv = np.empty(K, dtype=np.float64)
+    p = np.empty(K, dtype=np.float64)
+    nb = (K + _BLK - 1) // _BLK
+    bsum = np.empty(nb, dtype=np.float64)
+    for k in range(K):
+        inv[k] = 1.0 / (_clamp(nk[k]) + vb)
+    x = state[0]
+    if token >= 0:
+        lo_d = 0
+        hi_d = doc_ptr.shape[0] - 1
+        while hi_d - lo_d > 1:
+            mid = (lo_d + hi_d) // 2
+            if doc_ptr[mid] <= token:
+                lo_d = mid
+            else:
+                hi_d = mid
+        d0 = lo_d
+        d1 = lo_d + 1
+    for d in range(d0, d1):
+        lo = doc_ptr[d]
+        hi = doc_ptr[d + 1]
+        for i in range(lo, hi):
+            cnt[z[i]] += 1.0
+        if token >= 0:
+            i_lo = token
+            i_hi = token + 1
+            reps = n_draws
+        else:
+            i_lo = lo
+            i_hi = hi
+            reps = 1
+        for rep in range(reps):
+            for i in range(i_lo, i_hi):
+                w = words[i]
+                s = z[i]
+                cnt[s] -= 1.0
+                nwk[w, s] -= 1
+                nk[s] -= 1
+                inv[s] = 1.0 / (_clamp(nk[s]) + vb)
+                tot = _dense_p(nwk[w], cnt, inv, alpha, beta, p, bsum)
+                x = _xs(x)
+                u = _u01(x) * tot
+                # two-level search: blocks, then entries of the block
+                b = nb - 1
+                for bb in range(nb):
+                    if u < bsum[bb]:
+                        b = bb
+                        break
+                    u -= bsum[bb]
+                e = min(K, (b + 1) * _BLK)
+                t = e - 1
+                while t > b * _BLK and p[t] <= 0.0:
+                    t -= 1
+                acc = 0.0
+                for k in range(b * _BLK, e):
+                    acc += p[k]
+                    if u < acc:
+                        t = k
+                        break
+                cnt[t] += 1.0
+                nwk[w, t] += 1
+                nk[t] += 1
+                inv[t] = 1.0 / (_clamp(nk[t]) + vb)
+                if t != s:
+                    nwk_d[w, s] -= 1
+                    nk_d[s] -= 1
+                    nwk_d[w, t] += 1
+                    nk_d[t] += 1
+                    z[i] = t
+                if token >= 0:
+                    draws[rep] = t
+        for i in range(lo, hi):
+            cnt[z[i]] = 0.0
+    state[0] = x
+
+
+@njit(cache=True)
+def dense_sweep(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, state):
+    """One sweep of the plain collapsed Gibbs sampler over documents d0..d1-1:
+    O(K) per token but a contiguous, vectorised pass (fastest for small K)."""
+    dummy = np.empty(1, dtype=np.int32)
+    _dense_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, state,
+                -1, 0, dummy)
+
+
+@njit(cache=True)
+def dense_token_draws(doc_ptr, words, z, token, n_draws, nwk, nk, nwk_d, nk_d, alpha,
+                      beta, state):
+    """Resample token ``token`` ``n_draws`` times with the dense sampler."""
+    draws = np.empty(n_draws, dtype=np.int32)
+    _dense_docs(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, alpha, beta, state,
+                token, n_draws, draws)
     return draws
 
 
@@ -856,6 +983,8 @@ def warmup():
     wl = sparse_prepare(nwk, words, 0, 5)
     sparse_sweep(doc_ptr, words, z, 0, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, *wl, st)
     sparse_token_draws(doc_ptr, words, z, 1, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, *wl, st)
+    dense_sweep(doc_ptr, words, z, 0, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, st)
+    dense_token_draws(doc_ptr, words, z, 1, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, st)
     tables = alias_alloc(V, K)
     alias_build(nwk, nk, nwk_d, nk_d, 0.01, *tables)
     mh_sweep(doc_ptr, words, z, 0, 2, nwk, nk, nwk_d, nk_d, 0.1, 0.01, 2, *tables, st)

@@ -78,6 +78,11 @@ def _sparse_draws(doc_ptr, words, z, i, nwk, nk, nwk_d, nk_d, n, seed=1):
                                 ALPHA, BETA, *wl, L.rng_init(seed))
 
 
+def _dense_draws(doc_ptr, words, z, i, nwk, nk, nwk_d, nk_d, n, seed=1):
+    return L.dense_token_draws(doc_ptr, words, z, i, n, nwk, nk, nwk_d, nk_d, ALPHA, BETA,
+                               L.rng_init(seed))
+
+
 def _mh_draws(doc_ptr, words, z, i, nwk, nk, nwk_d, nk_d, n, steps=6, seed=1):
     V, K = nwk.shape
     al = L.alias_alloc(V, K)
@@ -86,7 +91,7 @@ def _mh_draws(doc_ptr, words, z, i, nwk, nk, nwk_d, nk_d, n, steps=6, seed=1):
                             steps, *al, L.rng_init(seed))
 
 
-@pytest.mark.parametrize("sampler", ["sparse", "alias"])
+@pytest.mark.parametrize("sampler", ["sparse", "alias", "dense"])
 @pytest.mark.parametrize("token", [0, 7, 16])
 def test_token_draws_match_exact_conditional(sampler, token):
     V, K = 6, 4
@@ -94,7 +99,7 @@ def test_token_draws_match_exact_conditional(sampler, token):
     nwk, nk, nwk_d, nk_d = _replica(words, z, V, K, np.random.default_rng(5))
     p = _exact_conditional(doc_ptr, words, z, token, nwk, nk, K, ALPHA, BETA)
     before = (nwk.copy(), nk.copy(), z.copy())
-    f = _sparse_draws if sampler == "sparse" else _mh_draws
+    f = {"sparse": _sparse_draws, "alias": _mh_draws, "dense": _dense_draws}[sampler]
     draws = f(doc_ptr, words, z, token, nwk, nk, nwk_d, nk_d, 40000)
     assert _chi2_p(draws, p, K) > 1e-4
     # only token `token` moved, and the replica moved with it
@@ -106,7 +111,7 @@ def test_token_draws_match_exact_conditional(sampler, token):
     assert np.array_equal(nk - before[1], moved.sum(0))
 
 
-@pytest.mark.parametrize("sampler", ["sparse", "alias"])
+@pytest.mark.parametrize("sampler", ["sparse", "alias", "dense"])
 def test_chi_square_detects_a_wrong_conditional(sampler):
     """The test above can fail: the same draws against a slightly wrong
     conditional (alpha doubled) are rejected."""
@@ -114,7 +119,7 @@ def test_chi_square_detects_a_wrong_conditional(sampler):
     doc_ptr, words, z = _tiny()
     nwk, nk, nwk_d, nk_d = _replica(words, z, V, K, np.random.default_rng(5))
     wrong = _exact_conditional(doc_ptr, words, z, 7, nwk, nk, K, 2 * ALPHA, BETA)
-    f = _sparse_draws if sampler == "sparse" else _mh_draws
+    f = {"sparse": _sparse_draws, "alias": _mh_draws, "dense": _dense_draws}[sampler]
     draws = f(doc_ptr, words, z, 7, nwk, nk, nwk_d, nk_d, 40000)
     assert _chi2_p(draws, wrong, K) < 1e-6
 
@@ -154,6 +159,8 @@ def _run_chain(sampler, doc_ptr, words, V, K, sweeps, seed=3):
         if sampler == "sparse":
             wl = L.sparse_prepare(nwk, words, 0, len(words))
             L.sparse_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, *wl, st)
+        elif sampler == "dense":
+            L.dense_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, st)
         else:
             assert L.alias_build(nwk, nk, nwk_d, nk_d, BETA, *al)
             L.mh_sweep(doc_ptr, words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, 1, *al, st)
@@ -167,7 +174,7 @@ def test_long_run_marginals_match_exact_posterior():
     doc_ptr = np.array([0, 3, 5, 7], np.int64)
     words = np.array([0, 0, 1, 2, 2, 0, 1], np.int32)
     exact = R.exact_posterior_marginals(doc_ptr, words, V, K, ALPHA, BETA)
-    for sampler in ("sparse", "alias"):
+    for sampler in ("sparse", "alias", "dense"):
         est = _run_chain(sampler, doc_ptr, words, V, K, 60000)
         err = np.abs(est - exact).max()
         assert err < 0.02, (sampler, err)
@@ -191,7 +198,7 @@ def test_reference_sampler_marginals():
 
 # ---------------------------------------------------------------- deltas, counts
 
-@pytest.mark.parametrize("sampler", ["sparse", "alias"])
+@pytest.mark.parametrize("sampler", ["sparse", "alias", "dense"])
 def test_deltas_equal_total_change_of_replicas(sampler):
     c, _, _ = synthetic_corpus(n_docs=60, n_words=50, n_topics=5, doc_length=30, seed=2)
     V, K, D = c.n_words, 7, c.n_docs
@@ -209,6 +216,8 @@ def test_deltas_equal_total_change_of_replicas(sampler):
         if sampler == "sparse":
             wl = L.sparse_prepare(nwk, c.words, 0, c.n_tokens)
             L.sparse_sweep(c.doc_ptr, c.words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, *wl, st)
+        elif sampler == "dense":
+            L.dense_sweep(c.doc_ptr, c.words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, st)
         else:
             L.alias_build(nwk, nk, nwk_d, nk_d, BETA, *al)
             L.mh_sweep(c.doc_ptr, c.words, z, 0, D, nwk, nk, nwk_d, nk_d, ALPHA, BETA, 2, *al, st)
