@@ -416,17 +416,30 @@ def main(argv=None):
         evals = []          # rows: clock, epoch, train_sse, n_train, test_sse, n_test, reg
         lo, hi = me.lo_user, me.hi_user
         if w.resumed is not None:
-            if w.resumed.n_workers != w.n_workers:
-                raise InputError(f"--resume: the checkpoint was written by {w.resumed.n_workers} "
-                                 f"workers, this run has {w.n_workers}; start as many ranks "
-                                 "as before")
-            st = w.resumed.worker_state(w.index)
-            if not args.user_table:
-                P_local[lo:hi] = st["P_rows"]
-                bu_local[lo:hi] = st["bu_rows"]
-            me.Gp[:] = st["Gp"]
-            me.Gq[:] = st["Gq"]
-            evals = [list(row) for row in np.asarray(st["evals"]).reshape(-1, 7)]
+            old_n = w.resumed.n_workers
+            if old_n == w.n_workers:        # the same split: take back exactly my state
+                st = w.resumed.worker_state(w.index)
+                if not args.user_table:
+                    P_local[lo:hi] = st["P_rows"]
+                    bu_local[lo:hi] = st["bu_rows"]
+                me.Gp[:] = st["Gp"]
+                me.Gq[:] = st["Gq"]
+                evals = [list(row) for row in np.asarray(st["evals"]).reshape(-1, 7)]
+            else:                           # another worker count: repartition the users
+                states = w.resumed.worker_states()
+                old = user_bounds(train.users, nu, old_n)
+                for j, st in enumerate(states):
+                    a, b = old[j], old[j + 1]
+                    if not args.user_table:
+                        P_local[a:b] = st["P_rows"]
+                        bu_local[a:b] = st["bu_rows"]
+                    me.Gp[a:b] = st["Gp"][a:b]
+                # AdaGrad's item accumulators are per worker: start from their mean
+                me.Gq[:] = np.mean([st["Gq"] for st in states], axis=0)
+                # evaluation parts are summed over workers per clock: keep them once
+                evals = ([list(row) for st in states
+                          for row in np.asarray(st["evals"]).reshape(-1, 7)]
+                         if w.is_leader else [])
 
         def state():
             out = {"Gp": me.Gp, "Gq": me.Gq,

@@ -253,3 +253,26 @@ def test_signal_checkpoints_exits_75_and_resume_matches(tmp_path, warm_kernels):
     a, b = _model(straight), _model(resumed)
     for name in ("P", "Q", "bu", "bi"):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+@pytest.mark.parametrize("before,after", [(4, 3), (3, 5)])
+def test_resume_onto_another_worker_count(tmp_path, warm_kernels, before, after):
+    """3 workers -> 2 and 2 -> 4 (1 server): users are repartitioned with their
+    factors (the first evaluation after resuming equals the last one before),
+    and the run finishes all epochs and reaches the noise level."""
+    opts = ["--epochs", "10", "--seed", "3", "--servers", "1"]
+    ck = tmp_path / "ck"
+    first = _run(before, opts + ["--epochs", "5", "--checkpoint-dir", ck,
+                                 "--checkpoint-every", "20", "--out", tmp_path / "first"])
+    assert first.returncode == 0, first.stderr
+    resumed = tmp_path / "resumed"
+    cp = _run(after, opts + ["--checkpoint-dir", ck, "--resume", "--out", resumed])
+    assert cp.returncode == 0, cp.stderr
+    assert "epoch 1/10" not in cp.stdout and "epoch 10/10" in cp.stdout
+    before_line = next(l for l in first.stdout.splitlines() if l.startswith("epoch 5/5"))
+    after_line = next(l for l in cp.stdout.splitlines() if l.startswith("epoch 5/10"))
+    assert before_line.split(":")[1].split(";")[0].split("(")[0].strip() == \
+        after_line.split(":")[1].split(";")[0].split("(")[0].strip()
+    s = _summary(resumed)
+    assert s["workers"] == after - 1 and s["epochs"] == 10
+    assert s["test_rmse"] < 1.2 * s["synthetic_noise"], s
