@@ -259,7 +259,7 @@ def main(argv=None):
     p.add_argument("--mh-steps", type=int, nargs="+", default=[2, 4],
                    help="alias sampler: (word, doc) proposal pairs per token; the alias "
                         "engine runs once per value")
-    p.add_argument("--engines", nargs="+", default=["alias", "sparse", "dense", "tomotopy", "lda"],
+    p.add_argument("--engines", nargs="+", default=["alias", "sparse", "tomotopy", "lda"],
                    choices=["alias", "sparse", "dense", "tomotopy", "lda"],
                    help="dense: our plain O(K) vectorised Gibbs sampler (for small K)")
     p.add_argument("--lda-full-max-k", type=int, default=100,
