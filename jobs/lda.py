@@ -38,7 +38,9 @@ import time
 
 import numpy as np
 
-import ssp_mpi  # noqa: F401  (prepares the MPI environment before mpi4py)
+from ssp_mpi import mpienv
+
+mpienv.prepare()  # the MPI environment, before mpi4py.MPI is imported
 from ssp_mpi import Session, TableSpec, agree, run_main
 from ssp_mpi.cli import config_from_args, job_parser, positive_int
 from ssp_mpi.errors import InputError
@@ -106,19 +108,6 @@ def build_parser():
                    help="alias sampler: (word, doc) proposal pairs per token")
     g.add_argument("--top-words", type=positive_int, default=20,
                    help="words per topic in topics.txt")
-    g = p.add_argument_group("checkpoints")
-    if "--checkpoint-dir" not in p._option_string_actions:
-        g.add_argument("--checkpoint-dir", default=None,
-                       help="folder for HDF5 checkpoints (none: no checkpoints)")
-    if "--checkpoint-every" not in p._option_string_actions:
-        g.add_argument("--checkpoint-every", type=_nonneg_int, default=0,
-                       help="write a checkpoint every N clocks (0: only on SIGTERM/SIGUSR1)")
-    if "--keep" not in p._option_string_actions:
-        g.add_argument("--keep", type=positive_int, default=3, help="complete checkpoints kept")
-    if "--resume" not in p._option_string_actions:
-        g.add_argument("--resume", nargs="?", const="latest", default=None,
-                       help="continue from the newest checkpoint in --checkpoint-dir (or the "
-                            "given checkpoint folder); same options and worker count")
     return p
 
 
@@ -278,16 +267,7 @@ def main(argv=None):
                             "iterations", "alpha", "beta", "sampler", "mh_steps", "top_words")}
     job_options["corpus_tokens"] = corpus.n_tokens
     cfg = config_from_args(args, job_options)
-    cfg.checkpoint_dir = args.checkpoint_dir
-    cfg.checkpoint_every = args.checkpoint_every
-    cfg.keep = args.keep
-    resume = None
-    if args.resume:
-        from ssp_mpi.checkpoint import resolve
-        if args.resume == "latest" and not args.checkpoint_dir:
-            p.error("--resume needs --checkpoint-dir (or a checkpoint folder: --resume PATH)")
-        resume = agree(world, resolve, True if args.resume == "latest" else args.resume,
-                       args.checkpoint_dir)
+    resume = args.resume           # None, "latest" or a path: the session resolves it
     tables = [TableSpec("nwk", V, K, "int32", staleness=staleness),
               TableSpec("nk", 1, K, "int32", staleness=staleness)]
 
@@ -302,14 +282,25 @@ def main(argv=None):
         ll_parts = []                 # per iteration: this worker's fixed-point partial sum
         records = []
         if w.resumed is not None:
-            if w.resumed.n_workers != n_workers:
-                raise InputError(f"--resume: the checkpoint was written by "
-                                 f"{w.resumed.n_workers} workers, this run has {n_workers}; "
-                                 f"start as many ranks as before", collective=False)
-            st = w.resumed.worker_state(index)
-            me.z[:] = st["z"]
-            me.rng[:] = st["rng"]
-            ll_parts = [int(x) for x in np.asarray(st["ll_parts"]).reshape(-1)]
+            if w.resumed.n_workers == n_workers:   # the same split: my own state back
+                st = w.resumed.worker_state(index)
+                me.z[:] = st["z"]
+                me.rng[:] = st["rng"]
+                ll_parts = [int(x) for x in np.asarray(st["ll_parts"]).reshape(-1)]
+            else:                                  # another worker count: repartition
+                states = w.resumed.worker_states()
+                # old workers held consecutive documents: their z arrays, in
+                # order, are the assignments of the whole corpus
+                z_all = np.concatenate([np.asarray(st["z"]) for st in states])
+                lo_tok, hi_tok = corpus.doc_ptr[bounds[index]], corpus.doc_ptr[bounds[index + 1]]
+                me.z[:] = z_all[lo_tok:hi_tok]
+                # fresh RNG stream per (seed, worker, resume clock); exactness
+                # across worker counts is not defined anyway
+                me.rng[:] = L.rng_init(args.seed * 1_000_003 + w.clock_value, index)
+                # the history is summed over workers later: keep it once
+                parts = [np.asarray(st["ll_parts"], np.int64).reshape(-1) for st in states]
+                ll_parts = [int(x) for x in np.sum(parts, axis=0)] if w.is_leader \
+                    else [0] * len(parts[0])
 
         def state():
             return {"z": me.z, "rng": me.rng, "ll_parts": np.array(ll_parts, dtype=np.int64)}

@@ -46,7 +46,9 @@ import time
 
 import numpy as np
 
-import ssp_mpi  # noqa: F401  (prepares the MPI environment before mpi4py)
+from ssp_mpi import mpienv
+
+mpienv.prepare()  # the MPI environment, before mpi4py.MPI is imported
 from ssp_mpi import Session, TableSpec, agree, run_main
 from ssp_mpi.cli import config_from_args, job_parser, positive_int
 from ssp_mpi.errors import InputError

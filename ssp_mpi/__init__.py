@@ -6,18 +6,29 @@ Public surface::
     RunResult, Worker               what run() gives back / what fn receives
     errors                          exceptions (subclasses of builtins)
     agree, run_main                 collective input checks, job entry point
+
+Importing the package does not start MPI (so ``ssp_mpi.errors`` or
+``ssp_mpi.checkpoint`` can be used by tools that never launch ranks); the
+names below load on first use, and MPI starts when a module that needs it is
+imported (after ``mpienv.prepare()`` has set the environment).
 """
-from . import mpienv
+import importlib
 
-mpienv.prepare()
-
-from . import errors  # noqa: E402
-from .config import INF, Config, parse_staleness  # noqa: E402
-from .failure import agree, run_main  # noqa: E402
-from .session import RunResult, Session  # noqa: E402
-from .table import TableSpec  # noqa: E402
-from .worker import Worker  # noqa: E402
-
-__all__ = ["Session", "Config", "TableSpec", "RunResult", "Worker", "errors",
-           "agree", "run_main", "parse_staleness", "INF"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Session": "session", "RunResult": "session",
+    "Config": "config", "INF": "config", "parse_staleness": "config",
+    "TableSpec": "table", "Worker": "worker",
+    "agree": "failure", "run_main": "failure",
+}
+
+__all__ = sorted(_LAZY) + ["errors"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "errors":
+        return importlib.import_module(".errors", __name__)
+    raise AttributeError(f"module 'ssp_mpi' has no attribute {name!r}")

@@ -12,7 +12,10 @@ Writes are ``Accumulate`` (REPLACE or MAX) and reads ``Get_accumulate``
 (NO_OP), so every element is read and written atomically.
 """
 import numpy as np
-from mpi4py import MPI
+from . import mpienv
+
+mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
+from mpi4py import MPI  # noqa: E402
 
 from .window import ShardWindow
 

@@ -23,7 +23,10 @@ import logging
 import os
 from pathlib import Path
 
-from mpi4py import MPI
+from . import mpienv
+
+mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
+from mpi4py import MPI  # noqa: E402
 
 from . import checkpoint, mpienv, signals
 from .board import DONE, FLAG_REQUEST

@@ -16,7 +16,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from mpi4py import MPI
+from . import mpienv
+
+mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
+from mpi4py import MPI  # noqa: E402
 
 from . import partition
 from kernels.oplog import dirty_rows

@@ -13,7 +13,10 @@ the shard: no packing in Python, never one call per row.
 from contextlib import contextmanager
 
 import numpy as np
-from mpi4py import MPI
+from . import mpienv
+
+mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
+from mpi4py import MPI  # noqa: E402
 
 from . import partition
 from .errors import UsageError

@@ -4,7 +4,10 @@ import math
 import time
 
 import numpy as np
-from mpi4py import MPI
+from . import mpienv
+
+mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
+from mpi4py import MPI  # noqa: E402
 
 from . import mpienv
 from .cut import WorkerCuts

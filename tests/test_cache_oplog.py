@@ -11,7 +11,9 @@ import types
 import numpy as np
 import pytest
 
-import ssp_mpi  # noqa: F401  (prepares the environment before MPI)
+from ssp_mpi import mpienv
+
+mpienv.prepare()  # the MPI environment, before mpi4py.MPI is imported
 from mpi4py import MPI
 
 from ssp_mpi.stats import ClockStats
