@@ -42,7 +42,7 @@ from ssp_mpi import mpienv
 
 mpienv.prepare()  # the MPI environment, before mpi4py.MPI is imported
 from ssp_mpi import Session, TableSpec, agree, run_main
-from ssp_mpi.cli import config_from_args, job_parser, positive_int
+from ssp_mpi.cli import config_from_args, job_parser, nonneg_int, positive_float, positive_int
 from ssp_mpi.errors import InputError
 from ssp_mpi.output import OutputDir
 
@@ -53,28 +53,6 @@ SAMPLERS = ("alias", "sparse", "dense")
 
 
 # --------------------------------------------------------------------------- options
-
-def _positive_float(text):
-    import argparse
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _nonneg_int(text):
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
 
 def build_parser():
     p = job_parser("ssp-mpi lda", "LDA by collapsed Gibbs sampling (alias/MH or SparseLDA) "
@@ -94,11 +72,11 @@ def build_parser():
                    help="documents of the built-in synthetic corpus (used without --data)")
     g = p.add_argument_group("model")
     g.add_argument("--topics", "-K", type=positive_int, default=20, help="number of topics K")
-    g.add_argument("--iterations", type=_nonneg_int, default=50,
+    g.add_argument("--iterations", type=nonneg_int, default=50,
                    help="Gibbs sweeps (one clock each, after the initialisation clock)")
-    g.add_argument("--alpha", type=_positive_float, default=0.1,
+    g.add_argument("--alpha", type=positive_float, default=0.1,
                    help="symmetric document-topic prior")
-    g.add_argument("--beta", type=_positive_float, default=0.01,
+    g.add_argument("--beta", type=positive_float, default=0.01,
                    help="symmetric topic-word prior")
     g.add_argument("--sampler", choices=SAMPLERS, default="alias",
                    help="alias: LightLDA-style alias tables + Metropolis-Hastings (O(1) per "

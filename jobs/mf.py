@@ -50,7 +50,8 @@ from ssp_mpi import mpienv
 
 mpienv.prepare()  # the MPI environment, before mpi4py.MPI is imported
 from ssp_mpi import Session, TableSpec, agree, run_main
-from ssp_mpi.cli import config_from_args, job_parser, positive_int
+from ssp_mpi.cli import (config_from_args, job_parser, nonneg_float, nonneg_int,
+                         positive_float, positive_int)
 from ssp_mpi.errors import InputError
 from ssp_mpi.failure import EXIT_STOPPED
 from ssp_mpi.output import OutputDir
@@ -62,37 +63,10 @@ FORMAT_CHOICES = ("auto",) + rio.FORMATS
 
 
 # --------------------------------------------------------------------------- options
-def _number(kind, lo, lo_open):
-    def parse(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        bad = (not math.isfinite(v)) or (v <= lo if lo_open else v < lo)
-        if bad:
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
-        return v
-    return parse
-
-
-_pos_float = _number("a positive number", 0.0, True)
-_nonneg_float = _number("a number >= 0", 0.0, False)
-
-
 def _fraction(text):
-    v = _nonneg_float(text)
+    v = nonneg_float(text)
     if v >= 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return v
-
-
-def _nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return v
 
 
@@ -118,35 +92,35 @@ def build_parser():
                    help="synthetic data: ratings")
     g.add_argument("--synthetic-rank", type=positive_int, default=5,
                    help="synthetic data: planted rank")
-    g.add_argument("--synthetic-noise", type=_nonneg_float, default=0.25,
+    g.add_argument("--synthetic-noise", type=nonneg_float, default=0.25,
                    help="synthetic data: Gaussian noise std (the best reachable test RMSE)")
     g = p.add_argument_group("model and training")
     g.add_argument("--rank", "-k", type=positive_int, default=16, help="factor rank")
-    g.add_argument("--epochs", type=_nonneg_int, default=20, help="passes over the ratings")
+    g.add_argument("--epochs", type=nonneg_int, default=20, help="passes over the ratings")
     g.add_argument("--clocks-per-epoch", type=positive_int, default=4,
                    help="SSP clocks per epoch (each worker's ratings in that many slices; "
                         "more clocks: fresher item factors, more pushes)")
-    g.add_argument("--lr", type=_pos_float, default=0.05,
+    g.add_argument("--lr", type=positive_float, default=0.05,
                    help="initial step size eta0 (AdaGrad: the base step)")
-    g.add_argument("--lr-offset", type=_pos_float, default=1.0,
+    g.add_argument("--lr-offset", type=positive_float, default=1.0,
                    help="step size eta0 * (offset + epoch) ** -power: the offset")
-    g.add_argument("--lr-power", type=_nonneg_float, default=0.5,
+    g.add_argument("--lr-power", type=nonneg_float, default=0.5,
                    help="step size schedule power (0: constant)")
     g.add_argument("--adagrad", action="store_true",
                    help="row-wise AdaGrad steps instead of the schedule")
-    g.add_argument("--reg", type=_nonneg_float, default=0.05, help="L2 on P and Q")
-    g.add_argument("--reg-bias", type=_nonneg_float, default=0.05, help="L2 on the biases")
+    g.add_argument("--reg", type=nonneg_float, default=0.05, help="L2 on P and Q")
+    g.add_argument("--reg-bias", type=nonneg_float, default=0.05, help="L2 on the biases")
     g.add_argument("--no-bias", dest="bias", action="store_false",
                    help="no global mean and biases: pred = P[u] . Q[i]")
-    g.add_argument("--init-scale", type=_pos_float, default=0.1,
+    g.add_argument("--init-scale", type=positive_float, default=0.1,
                    help="initial factors uniform in [0, 2*scale/sqrt(rank))")
     g.add_argument("--user-table", action="store_true",
                    help="keep user factors and biases in parameter-server tables too (Bosen)")
     g.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="floating point type of factors and tables")
-    g.add_argument("--item-block", type=_nonneg_int, default=0,
+    g.add_argument("--item-block", type=nonneg_int, default=0,
                    help="items per cache tile (0: sized to a 512 KiB L2 cache)")
-    g.add_argument("--eval-every", type=_nonneg_int, default=1,
+    g.add_argument("--eval-every", type=nonneg_int, default=1,
                    help="evaluate train/test RMSE every N epochs (0: only at the end)")
     return p
 

@@ -10,6 +10,7 @@ exits with status 2 and one message instead of N copies.
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
 
@@ -82,6 +83,25 @@ def int_at_least(low):
 
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
+
+
+def finite_float(kind, low, open_low):
+    """An argparse type: a finite number above ``low`` (``open_low``) or at
+    least ``low``; ``kind`` names it in the error message."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v) or (v <= low if open_low else v < low):
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+        return v
+    parse.__name__ = kind
+    return parse
+
+
+positive_float = finite_float("a positive number", 0.0, True)
+nonneg_float = finite_float("a number >= 0", 0.0, False)
 
 
 def job_parser(prog, description):
