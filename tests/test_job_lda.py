@@ -143,7 +143,10 @@ def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
     assert cp.returncode == 2 and "--topics" in cp.stderr, cp.stderr
 
 
-def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
+@pytest.mark.parametrize("resume_ranks,resume_servers", [(3, "1"), (4, "2")])
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels, resume_ranks,
+                                                resume_servers):
+    """Also onto 2 servers (tables resharded): identical counts."""
     full = tmp_path / "full"
     cp = _run(3, SMALL + ["--iterations", "6", "--seed", "3", "--out", full])
     assert cp.returncode == 0, cp.stderr
@@ -156,8 +159,8 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
     cks = sorted(p for p in ck.iterdir() if p.is_dir())
     assert cks, list(ck.iterdir())
     resumed = tmp_path / "resumed"
-    cp = _run(3, SMALL + ["--iterations", "6", "--seed", "3", "--resume", cks[0],
-                          "--out", resumed])
+    cp = _run(resume_ranks, SMALL + ["--iterations", "6", "--seed", "3", "--resume", cks[0],
+                                     "--out", resumed, "--servers", resume_servers])
     assert cp.returncode == 0, cp.stderr
     a, b = _model(full), _model(resumed)
     assert np.array_equal(a["nwk"], b["nwk"]) and np.array_equal(a["z"], b["z"])

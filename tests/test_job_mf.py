@@ -171,7 +171,10 @@ def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
     assert cp.returncode == 2 and "--test-fraction" in cp.stderr, cp.stderr
 
 
-def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
+@pytest.mark.parametrize("resume_ranks,resume_servers", [(3, "1"), (4, "2")])
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels, resume_ranks,
+                                                resume_servers):
+    """Also onto 2 servers (tables resharded): same result to rounding."""
     opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
             "12000", "--rank", "6", "--epochs", "4", "--seed", "3", "--dtype", "float64"]
     full = tmp_path / "full"
@@ -184,7 +187,8 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels):
     cks = sorted(p for p in ck.iterdir() if p.is_dir())
     assert cks, list(ck.iterdir())
     resumed = tmp_path / "resumed"
-    cp = _run(3, opts + ["--resume", cks[0], "--out", resumed])
+    cp = _run(resume_ranks, opts + ["--resume", cks[0], "--out", resumed,
+                                    "--servers", resume_servers])
     assert cp.returncode == 0, cp.stderr
     a, b = _model(full), _model(resumed)
     for name in ("P", "Q", "bu", "bi"):
