@@ -43,6 +43,10 @@ What is not counted (anywhere): process start, imports, MPI start-up, window
 allocation, generating the synthetic data, the split, the tile ordering,
 the final evaluation and gathering, writing outputs.
 
+Run length: at the defaults each job launch takes ~20-25 s on the 2-core
+development machine, of which ~3-7 s are training; the rest is start-up (each
+of the 3 ranks generates the synthetic data) and is not counted.
+
 Noise: the machine is shared; on 2 cores the two workers of the job run on
 both cores at once while the standalone run uses one, so the job also feels
 the other engineers' load (and the shared L3 / memory bandwidth) more.  A
