@@ -9,12 +9,14 @@ from contextlib import contextmanager
 
 
 class ClockStats:
-    FIELDS = ("clock", "wall_s", "compute_s", "comm_s", "wait_s", "bytes_out", "bytes_in")
+    FIELDS = ("clock", "wall_s", "cpu_s", "compute_s", "comm_s", "wait_s", "bytes_out",
+              "bytes_in")
 
     def __init__(self):
         self.records = []
         self._t0 = time.perf_counter()
         self._start = self._t0
+        self._cpu = time.process_time()
         self._comm = self._wait = 0.0
         self._out = self._in = 0
 
@@ -42,6 +44,7 @@ class ClockStats:
         """Start the current clock's timers now: call after one-off set-up
         (data layout, allocation) so that it is not counted as compute."""
         self._start = time.perf_counter()
+        self._cpu = time.process_time()
         self._comm = self._wait = 0.0
 
     def compute_so_far(self):
@@ -50,23 +53,25 @@ class ClockStats:
 
     def end_clock(self, clock):
         now = time.perf_counter()
+        cpu = time.process_time()
         wall = now - self._start
-        rec = {"clock": int(clock), "wall_s": wall,
+        rec = {"clock": int(clock), "wall_s": wall, "cpu_s": cpu - self._cpu,
                "compute_s": max(0.0, wall - self._comm - self._wait),
                "comm_s": self._comm, "wait_s": self._wait,
                "bytes_out": self._out, "bytes_in": self._in,
                "elapsed_s": now - self._t0}
         self.records.append(rec)
         self._start = now
+        self._cpu = cpu
         self._comm = self._wait = 0.0
         self._out = self._in = 0
         return rec
 
     def totals(self):
-        tot = {k: 0.0 for k in ("wall_s", "compute_s", "comm_s", "wait_s")}
+        tot = {k: 0.0 for k in ("wall_s", "cpu_s", "compute_s", "comm_s", "wait_s")}
         tot.update(bytes_out=0, bytes_in=0, clocks=len(self.records))
         for r in self.records:
-            for k in ("wall_s", "compute_s", "comm_s", "wait_s", "bytes_out", "bytes_in"):
+            for k in ("wall_s", "cpu_s", "compute_s", "comm_s", "wait_s", "bytes_out", "bytes_in"):
                 tot[k] += r[k]
         return tot
 
@@ -75,7 +80,7 @@ def combine(per_worker_totals):
     """Aggregate the ``totals()`` of all workers: sums, and the maximum over
     workers of each time (the critical path)."""
     out = {"workers": len(per_worker_totals)}
-    for k in ("compute_s", "comm_s", "wait_s", "wall_s"):
+    for k in ("compute_s", "comm_s", "wait_s", "wall_s", "cpu_s"):
         vals = [t[k] for t in per_worker_totals]
         out[k] = sum(vals) / max(1, len(vals))          # mean per worker
         out[k.replace("_s", "_max_s")] = max(vals) if vals else 0.0
