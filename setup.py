@@ -17,7 +17,8 @@ setup(
         # The MPICH wheel from PyPI: an MPI for laptops and CI.  Cluster users
         # skip this extra and build mpi4py against the system MPI instead.
         "mpich": ["mpich"],
-        "test": ["pytest>=7", "scipy"],
+        # matplotlib: the benchmark smoke tests draw their plots
+        "test": ["pytest>=7", "scipy", "matplotlib"],
         "bench": ["libmf", "cornac", "tomotopy", "lda", "scipy"],
         "plot": ["matplotlib"],
     },
