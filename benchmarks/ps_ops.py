@@ -6,15 +6,24 @@ Started without mpiexec it launches itself (``--ranks`` ranks, inside the
 loopback-only namespace).  For each table size, worker 0 measures, in the
 same run and against the same server:
 
-* get    -- an SSP read of all rows (forced to fetch) vs one raw
-            ``Get_accumulate(NO_OP)`` + ``Flush`` of the same bytes;
+* get    -- an SSP read of all rows at a new clock (it must fetch) vs one
+            raw ``Get_accumulate(NO_OP)`` + ``Flush`` of the same bytes;
 * push   -- ``clock()`` with every row of the oplog non-zero (find dirty
             rows, push, flush, clear the oplog, publish the clock) vs raw
-            ``Accumulate(SUM)`` + ``Flush`` of the same bytes;
-* get10  -- an SSP read of a random 10% of the rows vs the raw read of a
-            contiguous block of the same size;
+            ``Accumulate(SUM)`` + ``Flush`` of the same bytes, and ("push vs
+            acc+reset") vs what a raw program pushing its own increment
+            buffer does each clock: that ``Accumulate`` + ``Flush``, then
+            zeroing the buffer for the next clock;
+* get 10% -- an SSP read of a random 10% of the rows at a new clock vs the
+            raw read an mpi4py programmer would write for the same rows (one
+            ``Get_accumulate`` with an indexed datatype over the rows, into a
+            contiguous buffer) and, as a lower bound no scattered read can
+            reach, the raw read of a contiguous block of the same size;
 * clock  -- ``clock()`` with an empty oplog (one board update).
 
+Untimed set-up before each pair: ``clock()`` with an empty oplog before a
+read (so that the read is a real one at a new clock), filling the oplog
+before a push.
 The two are timed alternately, pair by pair; it prints the median time of
 each and the median of the pair-by-pair ratios PS / raw (target: bulk
 operations within 1.2x).  Other workers, if any, run the same loop, so the
@@ -89,40 +98,57 @@ def bench(args):
                 nsub = sub.size
                 res = {}
 
+                def new_clock():                    # untimed: reads at a new clock must fetch
+                    w.clock()
+
                 def ps_get():
-                    t.fetched_at[:] = -1            # force a refetch (as at a new clock)
                     t.get()
 
                 def raw_get():
                     raw_win.Get_accumulate([buf, MPI.FLOAT], [buf, MPI.FLOAT], server, op=MPI.NO_OP)
                     raw_win.Flush(server)
 
+                raw_delta = np.zeros((n, args.cols), np.float32)
+
                 def fill_oplog():                   # what a kernel does (not timed)
                     d = t.delta
                     d += ones
+                    raw_delta[:] = 1
 
-                def ps_inc():
-                    w.clock()
+                def raw_inc_reset():
+                    raw_win.Accumulate([raw_delta, MPI.FLOAT], server, op=MPI.SUM)
+                    raw_win.Flush(server)
+                    raw_delta.fill(0)
 
                 def raw_inc():
                     raw_win.Accumulate([ones, MPI.FLOAT], server, op=MPI.SUM)
                     raw_win.Flush(server)
 
                 def ps_sub():
-                    t.fetched_at[sub] = -1
                     t.get(sub)
 
-                def raw_sub():
+                def raw_sub_indexed():
+                    raw_win.Get_accumulate([buf[:nsub], MPI.FLOAT], [buf[:nsub], MPI.FLOAT], server,
+                                           target=(0, 1, sub_type), op=MPI.NO_OP)
+                    raw_win.Flush(server)
+
+                def raw_sub_block():
                     raw_win.Get_accumulate([buf[:nsub], MPI.FLOAT], [buf[:nsub], MPI.FLOAT], server,
                                            target=(0, nsub * args.cols, MPI.FLOAT), op=MPI.NO_OP)
                     raw_win.Flush(server)
 
+                row_type = MPI.FLOAT.Create_contiguous(args.cols).Commit()
+                sub_type = row_type.Create_indexed_block(1, sub.astype(np.int32).tolist()).Commit()
                 t.get()
-                for name, a, b, setup in (("get", ps_get, raw_get, None),
-                                          ("push: clock", ps_inc, raw_inc, fill_oplog),
-                                          ("get 10%", ps_sub, raw_sub, None)):
-                    a(); b()                        # warm
+                for name, a, b, setup in (("get", ps_get, raw_get, new_clock),
+                                          ("push: clock", w.clock, raw_inc, fill_oplog),
+                                          ("push vs acc+reset", w.clock, raw_inc_reset, fill_oplog),
+                                          ("get 10%", ps_sub, raw_sub_indexed, new_clock),
+                                          ("get 10% vs block", ps_sub, raw_sub_block, new_clock)):
+                    setup(); a(); b()               # warm
                     res[name] = paired(a, b, reps, setup)
+                sub_type.Free()
+                row_type.Free()
                 res["clock (empty)"] = (median_time(w.clock, reps), float("nan"), float("nan"))
                 return res
 
@@ -135,10 +161,10 @@ def bench(args):
 
 def report(rows, cols, ranks):
     print(f"# ssp-mpi operation cost vs raw RMA (float32 x {cols} cols, {ranks} ranks, 1 server)")
-    print(f"{'rows':>9} {'operation':<14} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}")
+    print(f"{'rows':>9} {'operation':<18} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}")
     for n, name, a, b, ratio in rows:
         nbytes = n * cols * 4 * (0.1 if "10%" in name else 1)
-        print(f"{n:>9} {name:<14} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
+        print(f"{n:>9} {name:<18} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
               f"{nbytes / a / 1e9 if 'empty' not in name else float('nan'):>7.2f}")
 
 

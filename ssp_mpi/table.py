@@ -5,8 +5,9 @@ A worker's ``WorkerTable`` holds
 * ``replica`` -- a full-size ``rows x cols`` array: the cached values of the
   rows it reads, always including all of its own increments (read-my-writes);
 * ``delta`` -- the oplog: the same shape, the increments not pushed yet;
-* per row, the server clock at which it was fetched (``fetch_clock``) and
-  the worker clock at which it was fetched (``fetched_at``).
+* when each row was fetched: the server clock before the read and the
+  worker clock of the read (``ssp_mpi.freshness``; ``fetch_clock`` shows it
+  per row).
 
 Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
 increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
@@ -24,6 +25,7 @@ from mpi4py import MPI  # noqa: E402
 from . import partition
 from kernels.oplog import dirty_rows
 from .config import DTYPES, parse_staleness
+from .freshness import Freshness
 from .window import RowSet
 
 REFRESH_MODES = ("clock", "lazy")
@@ -40,6 +42,12 @@ def aligned_zeros(shape, dtype, align=ALIGN):
 # Above this many bytes a scattered transfer goes server by server through a
 # staging buffer of one shard's size, instead of all servers at once.
 STAGE_BYTES = int(os.environ.get("SSP_MPI_STAGE_BYTES", 64 << 20))
+# Pushing a zero row costs its bytes; finding the dirty rows costs a scan of
+# the whole oplog (a memory pass as long as the push itself for narrow rows).
+# Once a push of a whole table finds at least DENSE_PUSH of its rows dirty,
+# the next RESCAN_EVERY - 1 pushes send every row without scanning.
+DENSE_PUSH = 0.5
+RESCAN_EVERY = 16
 
 
 @dataclass
@@ -108,13 +116,24 @@ class WorkerTable:
         self.replica = aligned_zeros((n, k), spec.dtype)
         self._delta = aligned_zeros((n, k), spec.dtype)
         self._stage = np.zeros((0, k), spec.dtype)
-        self.fetch_clock = np.full(n, -1, np.int64)
-        self.fetched_at = np.full(n, -1, np.int64)
+        self.freshness = Freshness(n)
         self._rowsets = {}
         self._all = self._rowset(None)
         self._default = self._all
         self._delta_clean = True
         self._pending = None
+        self._plans = {}
+        self._unscanned_pushes = 0
+
+    @property
+    def fetch_clock(self):
+        """Per row, the server clock its cached value is at least as new as
+        (-1: never fetched).  A new array: for inspection and tests."""
+        return self.freshness.per_row()[0]
+
+    def invalidate(self):
+        """Forget when rows were fetched: the next read of any row fetches it."""
+        self.freshness.forget()
 
     @property
     def delta(self):
@@ -128,9 +147,20 @@ class WorkerTable:
             self._stage = np.zeros((rows, self.spec.cols), self.spec.dtype)
         return self._stage
 
-    def _batches(self, rs):
+    def _batches(self, rs, remember=True):
         """Groups of transfers that share the staging buffer at once, each
-        with the buffer of every transfer in it."""
+        with the buffer of every transfer in it (remembered per row set)."""
+        plan = self._plans.get(rs)
+        if plan is not None and plan[0] is self._stage:
+            return plan[1]
+        batches = self._plan(rs)
+        if remember:
+            if len(self._plans) > 128:
+                self._plans.clear()
+            self._plans[rs] = (self._stage, batches)
+        return batches
+
+    def _plan(self, rs):
         staged = [t for t in rs.transfers if not t.direct]
         if sum(t.nbytes for t in staged) <= STAGE_BYTES:
             stage = self._staging(sum(t.count for t in staged))
@@ -158,7 +188,9 @@ class WorkerTable:
         if rs is None:
             if len(self._rowsets) > 64:         # bound the cache of datatypes
                 for old_key in [k for k in self._rowsets if k is not None][:32]:
-                    self._rowsets.pop(old_key).free()
+                    old = self._rowsets.pop(old_key)
+                    self._plans.pop(old, None)
+                    old.free()
             ids = np.arange(self.spec.rows) if rows is None else rows
             try:
                 rs = RowSet(ids, self.spec.rows, self.spec.cols, self.spec.dtype,
@@ -184,12 +216,7 @@ class WorkerTable:
         c = self._w.clock_value
         s = self.spec.staleness
         need = -math.inf if math.isinf(s) else c - s
-        if rs.is_all:
-            oldest = int(self.fetch_clock.min())
-            last = int(self.fetched_at.min())
-        else:
-            oldest = int(self.fetch_clock[rs.rows].min())
-            last = int(self.fetched_at[rs.rows].min())
+        oldest, last = self.freshness.oldest(rs)
         must = oldest < 0 or oldest < need
         if must or (self.spec.refresh == "clock" and last < c):
             server_clock = self._w.wait_server_clock(need) if must and need > 0 \
@@ -228,12 +255,7 @@ class WorkerTable:
                 if dirty:                # read-my-writes: re-apply unpushed increments
                     self.replica[t.rows] += self._delta[t.rows]
         self._w.stats.moved(in_bytes=rs.nbytes)
-        if rs.is_all:
-            self.fetch_clock[:] = server_clock
-            self.fetched_at[:] = self._w.clock_value
-        else:
-            self.fetch_clock[rs.rows] = server_clock
-            self.fetched_at[rs.rows] = self._w.clock_value
+        self.freshness.mark(rs, server_clock, self._w.clock_value)
 
     # -- increments --------------------------------------------------------
     def inc(self, rows, values, cols=None):
@@ -260,7 +282,12 @@ class WorkerTable:
             return 0
         delta = self._delta
         rs = self._default
+        if rs.is_all and self._unscanned_pushes > 0:
+            self._unscanned_pushes -= 1
+            return self._send(rs, temporary=False)
         dirty = dirty_rows(delta)
+        if rs.is_all and dirty.size >= DENSE_PUSH * rs.rows.size:
+            self._unscanned_pushes = RESCAN_EVERY - 1
         if not rs.is_all and dirty.size == rs.rows.size and np.array_equal(dirty, rs.rows):
             dirty = rs.rows
         if dirty.size == 0:
@@ -270,8 +297,12 @@ class WorkerTable:
             push_set, temporary = rs, False
         else:
             push_set, temporary = self._rowset_uncached(dirty), True
+        return self._send(push_set, temporary)
+
+    def _send(self, push_set, temporary):
+        delta = self._delta
         win = self._window.win
-        for batch in self._batches(push_set):
+        for batch in self._batches(push_set, remember=not temporary):
             for t, stage in batch:
                 if t.direct:
                     buf = delta[t.rows]
@@ -303,6 +334,7 @@ class WorkerTable:
         self._delta_clean = True
 
     def free(self):
+        self._plans = {}
         for rs in self._rowsets.values():
             rs.free()
         self._rowsets = {}

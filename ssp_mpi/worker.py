@@ -96,7 +96,7 @@ class Worker:
     def record_read(self, table, rowset, clock):
         if self.read_log is not None:
             rows = rowset.rows
-            self.read_log.append((table.name, clock, int(table.fetch_clock[rows].min()),
+            self.read_log.append((table.name, clock, table.freshness.oldest(rowset)[0],
                                   table.replica[rows].copy(), rows.copy()))
 
     def _straggler_sleep(self):

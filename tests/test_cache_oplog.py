@@ -110,6 +110,33 @@ def test_push_sends_only_dirty_rows_and_clears_oplog(table):
     assert t.push() == 0                    # nothing new to push
 
 
+def test_dense_oplog_pushes_skip_the_scan_then_rescan(table):
+    """After a push finding most rows dirty, pushes send every row (zeros
+    add nothing) without scanning; every RESCAN_EVERY-th push scans again."""
+    from ssp_mpi.table import RESCAN_EVERY
+    t, w, win = table
+    t.get()
+    full = 10 * 3 * 8
+
+    def push_one(rows, value):
+        t.inc(rows, np.full((len(rows), 3), value, np.int64))
+        sent = t.push()
+        win.win.Flush_all()
+        t.after_flush()
+        assert not t.delta.any()
+        return sent
+
+    assert push_one(list(range(10)), 1) == full          # dense: scanned, all dirty
+    expect = np.arange(30).reshape(10, 3) + 1
+    sizes = []
+    for i in range(RESCAN_EVERY + 1):
+        sizes.append(push_one([4], 2))                   # one dirty row each time
+        expect[4] += 2
+        assert np.array_equal(server_values(win), expect)
+    assert sizes[:RESCAN_EVERY - 1] == [full] * (RESCAN_EVERY - 1)
+    assert sizes[RESCAN_EVERY - 1:] == [3 * 8, 3 * 8]     # rescanned: sparse again
+
+
 def test_scattered_rowset_roundtrip(table):
     t, w, win = table
     rows = [9, 1, 4, 5, 6]
