@@ -7,16 +7,15 @@ writes of ``rows`` integers per read -- as much memory traffic as the rows
 themselves for narrow tables.  ``Freshness`` keeps
 
 * a whole-table stamp, set by reads of all rows (no per-row writes);
-* per-row arrays, written only by reads of a subset;
-* a stamp per row set, valid while no other subset read happened since.
+* the stamp of the last read of a subset, written into per-row arrays only
+  when a read of another subset comes (repeated reads of one row set, the
+  common case, write nothing per row).
 
 A row's fetch clock is ``max(whole-table stamp, its per-row value)``: clocks
 only grow, so the maximum is the later of the two fetches.  Every answer is
 exact (tests compare against plain per-row arrays).
 """
 import numpy as np
-
-MAX_STAMPS = 256        # row sets remembered (each a small tuple)
 
 
 class Freshness:
@@ -25,8 +24,15 @@ class Freshness:
         self._fc = np.full(n_rows, -1, np.int64)
         self._fa = np.full(n_rows, -1, np.int64)
         self._partial = False                # a subset read since the last full read
-        self._epoch = 0                      # counts subset reads
-        self._stamps = {}                    # row set -> (fc, fa, epoch of its read)
+        self._pending = None                 # (row set, fc, fa): the last subset read,
+                                             # not yet written to the per-row arrays
+
+    def _settle(self):
+        if self._pending is not None:
+            rs, fc, fa = self._pending
+            self._fc[rs.rows] = fc
+            self._fa[rs.rows] = fa
+            self._pending = None
 
     def oldest(self, rs):
         """(oldest server clock, oldest worker clock) of the rows of ``rs``."""
@@ -34,31 +40,29 @@ class Freshness:
         if rs.is_all:
             if not self._partial:
                 return afc, afa
+            self._settle()
             return max(afc, int(self._fc.min())), max(afa, int(self._fa.min()))
-        stamp = self._stamps.get(rs)
-        if stamp is not None and stamp[2] == self._epoch:
-            fc, fa = stamp[0], stamp[1]
-        else:
-            fc, fa = int(self._fc[rs.rows].min()), int(self._fa[rs.rows].min())
-        return max(afc, fc), max(afa, fa)
+        p = self._pending
+        if p is not None and p[0] is rs:     # the last read was of these rows: exact
+            return max(afc, p[1]), max(afa, p[2])
+        self._settle()
+        return max(afc, int(self._fc[rs.rows].min())), max(afa, int(self._fa[rs.rows].min()))
 
     def mark(self, rs, server_clock, worker_clock):
         """``rs`` was fetched after the server clock was ``server_clock``."""
         if rs.is_all:
             self._all = (int(server_clock), int(worker_clock))
             self._partial = False
-            self._stamps.clear()
+            self._pending = None             # older than the new whole-table stamp
             return
-        self._fc[rs.rows] = server_clock
-        self._fa[rs.rows] = worker_clock
+        if self._pending is not None and self._pending[0] is not rs:
+            self._settle()
+        self._pending = (rs, int(server_clock), int(worker_clock))
         self._partial = True
-        self._epoch += 1
-        if len(self._stamps) >= MAX_STAMPS:
-            self._stamps.clear()
-        self._stamps[rs] = (int(server_clock), int(worker_clock), self._epoch)
 
     def per_row(self):
         """Per-row (server clock, worker clock) arrays (new arrays)."""
+        self._settle()
         afc, afa = self._all
         return np.maximum(self._fc, afc), np.maximum(self._fa, afa)
 
@@ -68,4 +72,4 @@ class Freshness:
         self._fc.fill(-1)
         self._fa.fill(-1)
         self._partial = False
-        self._stamps.clear()
+        self._pending = None

@@ -26,6 +26,12 @@ def local_index(rows, n_servers):
     return np.asarray(rows, dtype=np.int64) // check_servers(n_servers)
 
 
+def global_index(local_rows, n_servers, server):
+    """Global row id of each offset in ``server``'s shard (inverse of
+    ``local_index``)."""
+    return np.asarray(local_rows, dtype=np.int64) * check_servers(n_servers) + int(server)
+
+
 def shard_rows(n_rows, n_servers, server):
     """Number of rows held by ``server``."""
     n = check_servers(n_servers)

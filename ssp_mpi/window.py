@@ -10,6 +10,7 @@ and in the server's shard (target).  One ``Get_accumulate`` or ``Accumulate``
 then moves all of them, however scattered, straight between the replica and
 the shard: no packing in Python, never one call per row.
 """
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -175,11 +176,41 @@ class RowTransfer:
         self.target_type = None
 
 
+# A scattered row costs more than its bytes: MPICH's datatype engine pays per
+# block of an indexed type, and the staging buffer is gathered / scattered row
+# by row.  Reading (or pushing) every row between a server's first and last
+# requested row instead moves more bytes but in one block.  A transfer covers
+# its range when the extra bytes are at most COVER_BYTES x (blocks + rows):
+# measured on the 2-core development machine (MPICH shared memory, float32
+# rows of 16 and 100 columns), a scattered row cost about as much as 500-1000
+# contiguous bytes.  0 turns covering off.
+COVER_BYTES = int(os.environ.get("SSP_MPI_COVER_BYTES", 512))
+
+
+def covering(local_rows, row_bytes, cover_bytes=None):
+    """Whether to move the whole range ``local_rows[0] .. local_rows[-1]``
+    instead of the scattered rows themselves."""
+    if cover_bytes is None:
+        cover_bytes = COVER_BYTES
+    count = local_rows.size
+    span = int(local_rows[-1] - local_rows[0]) + 1
+    if span == count:
+        return False                      # already contiguous
+    blocks = partition.runs(local_rows)[0].size
+    return (span - count) * row_bytes <= cover_bytes * (blocks + count)
+
+
 class RowSet:
     """A sorted set of global rows of one table, split into per-server
-    transfers.  Built once and reused (datatypes stay committed)."""
+    transfers.  Built once and reused (datatypes stay committed).
 
-    def __init__(self, rows, n_rows, cols, dtype, n_servers):
+    A server's part may be moved as the whole range between its first and
+    last row (see ``covering``): a read then also refreshes the rows in
+    between (fresher values are always allowed; the reader re-applies its own
+    unpushed increments to every row it overwrites), a push also sends the
+    rows in between (their oplog rows are zero or their own increments)."""
+
+    def __init__(self, rows, n_rows, cols, dtype, n_servers, cover_bytes=None):
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         if rows.size and (rows[0] < 0 or rows[-1] >= n_rows):
             bad = rows[0] if rows[0] < 0 else rows[-1]
@@ -190,9 +221,14 @@ class RowSet:
         self.rowtype.Commit()
         itemsize = np.dtype(dtype).itemsize
         base = mpi_type(dtype)
-        self.transfers = [RowTransfer(s, g, l, self.rowtype, cols, itemsize, base)
-                          for s, (g, l) in enumerate(partition.split_by_server(rows, n_servers))
-                          if g.size]
+        self.transfers = []
+        for s, (g, l) in enumerate(partition.split_by_server(rows, n_servers)):
+            if not g.size:
+                continue
+            if covering(l, cols * itemsize, cover_bytes):
+                l = np.arange(l[0], l[-1] + 1, dtype=np.int64)
+                g = partition.global_index(l, n_servers, s)
+            self.transfers.append(RowTransfer(s, g, l, self.rowtype, cols, itemsize, base))
         self.max_count = max((t.count for t in self.transfers), default=0)
         self.total_count = sum(t.count for t in self.transfers)
 

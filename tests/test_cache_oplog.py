@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from ssp_mpi.stats import ClockStats
 from ssp_mpi.table import TableSpec, WorkerTable
+from ssp_mpi import window
 from ssp_mpi.window import RowSet, ShardWindow
 
 
@@ -137,13 +138,28 @@ def test_dense_oplog_pushes_skip_the_scan_then_rescan(table):
     assert sizes[RESCAN_EVERY - 1:] == [3 * 8, 3 * 8]     # rescanned: sparse again
 
 
-def test_scattered_rowset_roundtrip(table):
+def test_scattered_rowset_roundtrip(table, monkeypatch):
+    monkeypatch.setattr(window, "COVER_BYTES", 0)          # scattered rows only
     t, w, win = table
     rows = [9, 1, 4, 5, 6]
     v = t.get(rows)
     assert np.array_equal(v[[1, 4, 5, 6, 9]], np.arange(30).reshape(10, 3)[[1, 4, 5, 6, 9]])
     assert np.all(t.replica[[0, 2, 3, 7, 8]] == 0)      # rows not asked for are not fetched
     assert np.all(t.fetch_clock[[0, 2]] == -1)
+
+
+def test_covering_read_keeps_own_increments_and_fetch_clocks(table):
+    """A covering read also overwrites the rows between the requested ones:
+    with the server's values plus this worker's unpushed increments; their
+    fetch clocks stay as they were."""
+    t, w, win = table
+    t.inc([3], np.array([[1, 1, 1]]))
+    v = t.get([1, 6])
+    assert t._rowset([1, 6]).transfers[0].count == 6     # rows 1..6 moved
+    base = np.arange(30).reshape(10, 3)
+    assert np.array_equal(v[1:7], base[1:7] + np.array([[0], [0], [1], [0], [0], [0]]))
+    assert np.all(v[[0, 7, 8, 9]] == 0)
+    assert t.fetch_clock.tolist() == [-1, 0, -1, -1, -1, -1, 0, -1, -1, -1]
 
 
 def test_inc_rejects_bad_input(table):
@@ -154,13 +170,15 @@ def test_inc_rejects_bad_input(table):
         t.inc([0], np.ones((1, 3)))
 
 
+@pytest.mark.parametrize("cover", [0, 10 ** 6])
 @pytest.mark.parametrize("servers", [1, 2, 3])
 @pytest.mark.parametrize("rows", [[0], [3, 4, 5], [0, 2, 4, 6], [1, 2, 7, 11, 12, 13]])
-def test_rowset_datatypes_select_the_right_rows(servers, rows):
+def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
     """Each server's datatypes pick exactly its rows from a full replica and
-    its shard (checked with local windows standing in for servers)."""
+    its shard (checked with local windows standing in for servers); covering
+    transfers pick every row of that server between its first and last."""
     n, k = 14, 4
-    rs = RowSet(rows, n, k, np.float64, servers)
+    rs = RowSet(rows, n, k, np.float64, servers, cover_bytes=cover)
     full = np.arange(n * k, dtype=np.float64).reshape(n, k)
     got = np.full((n, k), -1.0)
     for tr in rs.transfers:
@@ -175,9 +193,22 @@ def test_rowset_datatypes_select_the_right_rows(servers, rows):
         got[tr.rows] = buf
         win.free()
     want = np.full((n, k), -1.0)
-    want[rows] = full[rows]
+    moved = np.asarray(rows)
+    if cover:
+        moved = np.concatenate([np.arange(min(g), max(g) + 1, servers)
+                                for g in ([r for r in rows if r % servers == s]
+                                          for s in range(servers)) if g])
+    want[moved] = full[moved]
     assert np.array_equal(got, want)
     rs.free()
+
+
+def test_covering_rule():
+    from ssp_mpi.window import covering
+    assert not covering(np.array([2, 3, 4]), 64)                   # contiguous already
+    assert covering(np.arange(0, 1000, 10), 64)                    # 10%: 9 rows x 64 B < 2 x 512
+    assert not covering(np.arange(0, 1000, 50), 64)                # 2%
+    assert not covering(np.arange(0, 1000, 10), 64, cover_bytes=0)
 
 
 def test_table_spec_validation():

@@ -31,7 +31,8 @@ def test_matches_per_row_arrays(seed):
         server += int(rng.integers(0, 2))
         worker += int(rng.integers(0, 2))
         rs = sets[rng.integers(len(sets))]
-        assert fresh.oldest(rs) == naive_oldest(fc, fa, rs)
+        if rng.random() < 0.7:                 # marks also come without a query first
+            assert fresh.oldest(rs) == naive_oldest(fc, fa, rs)
         if rng.random() < 0.6:
             fresh.mark(rs, server, worker)
             fc[rs.rows] = server
@@ -39,8 +40,9 @@ def test_matches_per_row_arrays(seed):
         if rng.random() < 0.02:
             fresh.forget()
             fc[:] = fa[:] = -1
-        got_fc, got_fa = fresh.per_row()
-        assert np.array_equal(got_fc, fc) and np.array_equal(got_fa, fa)
+        if rng.random() < 0.05:                # per_row() settles pending marks: not every step
+            got_fc, got_fa = fresh.per_row()
+            assert np.array_equal(got_fc, fc) and np.array_equal(got_fa, fa)
 
 
 def test_full_read_writes_no_per_row_array():

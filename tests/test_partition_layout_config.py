@@ -19,6 +19,7 @@ def test_partition_is_a_bijection(rows, servers):
         assert len(g) == partition.shard_rows(rows, servers, s)
         assert np.all(partition.server_of(g, servers) == s)
         assert np.array_equal(partition.local_index(g, servers), np.arange(len(g)))
+        assert np.array_equal(partition.global_index(np.arange(len(g)), servers, s), g)
         seen[g] += 1
     assert np.all(seen == 1)
 
