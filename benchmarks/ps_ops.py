@@ -24,6 +24,13 @@ same run and against the same server:
 Untimed set-up before each pair: ``clock()`` with an empty oplog before a
 read (so that the read is a real one at a new clock), filling the oplog
 before a push.
+Reading the figures: below ~10^4 rows an operation is latency-bound, and an
+SSP read at a new clock is two RMA round trips (the clock board, then the
+rows) plus ~20-30 us of Python, against one round trip for the raw read.  A
+push also clears the oplog (a memory pass as long as the accumulate for
+narrow rows), hence the second push line.  A scattered read also lands the
+rows in place in the full-size replica.
+
 The two are timed alternately, pair by pair; it prints the median time of
 each and the median of the pair-by-pair ratios PS / raw (target: bulk
 operations within 1.2x).  Other workers, if any, run the same loop, so the
