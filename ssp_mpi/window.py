@@ -155,10 +155,11 @@ class RowTransfer:
         self.base = base                           # MPI type of one element
         self.target_type, self.target_row = _rows_type(rowtype, local_rows)
         self.target_type.Commit()
+        self._target = (self.target_row * self.cols, 1, self.target_type)
 
     def target(self):
         """Target spec; displacements count elements (disp_unit = itemsize)."""
-        return (self.target_row * self.cols, 1, self.target_type)
+        return self._target
 
     def buffer(self, array, stage):
         """The contiguous buffer of this transfer: a view of ``array`` when
@@ -231,15 +232,13 @@ class RowSet:
             self.transfers.append(RowTransfer(s, g, l, self.rowtype, cols, itemsize, base))
         self.max_count = max((t.count for t in self.transfers), default=0)
         self.total_count = sum(t.count for t in self.transfers)
-
-    @property
-    def nbytes(self):
-        return sum(t.nbytes for t in self.transfers)
+        self.nbytes = sum(t.nbytes for t in self.transfers)     # bytes one transfer of the set moves
 
     def free(self):
         for t in self.transfers:
             t.free()
         self.transfers = []
+        self.nbytes = 0
         if self.rowtype is not None:
             self.rowtype.Free()
             self.rowtype = None
