@@ -39,6 +39,21 @@ def test_staleness_bound_and_read_my_writes(n, servers, staleness):
         assert all(r["stale_reads"] == 0 for r in res)
 
 
+@pytest.mark.parametrize("n,servers,staleness,refresh",
+                         [(3, 1, "0", "lazy"), (4, 2, "2", "lazy"), (5, 2, "0", "clock")])
+def test_staleness_bound_on_scattered_row_sets(n, servers, staleness, refresh):
+    """Reads of random row sets (scattered, covering, alternating sets) obey
+    the same bound and read-my-writes (lazy refresh: only the fetch clocks
+    decide what is refetched)."""
+    cp = run(n, "counter.py", "--staleness", staleness, "--servers", str(servers), "--rows", "300",
+             "--subsets", "4", "--clocks", "16", "--refresh", refresh)
+    assert cp.returncode == 0, cp.stderr
+    res = results(cp)
+    assert len(res) == n - servers and all(r["reads"] == 16 for r in res)
+    if staleness == "0":
+        assert all(r["stale_reads"] == 0 for r in res)
+
+
 def test_staleness_check_can_fail():
     """With s=3 some reads are stale; checking them against s=0 must fail,
     so the checker above really sees staleness."""

@@ -7,6 +7,10 @@ seeded random time first.  Every read is recorded and checked:
 * SSP bound: every other column is >= c - s (all their clocks < c - s seen);
 * at s = 0 (strict BSP): every other column equals c exactly.
 
+With ``--subsets K`` each read is of one of K seeded random row sets (or of
+all rows), chosen at random every clock: scattered and covering transfers,
+and the fetch-clock bookkeeping of row sets, under the same checks.
+
 Worker 0 prints one JSON line per worker with read statistics; any violation raises
 (which aborts the job: non-zero exit).
 """
@@ -29,6 +33,7 @@ p.add_argument("--max-delay", type=float, default=0.02)
 p.add_argument("--refresh", default="clock")
 p.add_argument("--fixed-delay", type=float, default=None, help="sleep exactly this long per clock")
 p.add_argument("--straggle", default="", help="WORKER:FACTOR (the library's straggler knob)")
+p.add_argument("--subsets", type=int, default=0, help="read one of this many random row sets per clock")
 p.add_argument("--check-staleness", default=None,
                help="bound to check (default: the table's); a smaller one must make the check fail")
 args = p.parse_args()
@@ -41,9 +46,15 @@ def train(w):
     rng = np.random.default_rng([7, w.index])
     w.read_log = []
     stale_reads = 0
+    sets = [None] + [np.sort(rng.choice(args.rows, size=int(rng.integers(1, args.rows // 2 + 2)),
+                                        replace=False)) for _ in range(args.subsets)]
     for c in range(args.clocks):
         time.sleep(args.fixed_delay if args.fixed_delay is not None else rng.uniform(0, args.max_delay))
-        view = t.get()[:, :w.n_workers]
+        rows = sets[int(rng.integers(len(sets)))]
+        if rows is None:
+            view = t.get()[:, :w.n_workers]
+        else:
+            view = t.get(rows)[rows, :w.n_workers]
         mine = view[:, w.index]
         if not np.all(mine == c):
             raise AssertionError(f"read-my-writes broken: worker {w.index} at clock {c} sees {mine}")
