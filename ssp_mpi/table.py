@@ -12,6 +12,7 @@ A worker's ``WorkerTable`` holds
 Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
 increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
 """
+import ctypes
 import math
 import os
 from dataclasses import dataclass
@@ -39,6 +40,15 @@ def aligned_zeros(shape, dtype, align=ALIGN):
     raw = np.zeros(nbytes + align, np.uint8)
     start = (-raw.ctypes.data) % align
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+def zero(a):
+    """Set ``a`` to zero; a contiguous array through C's memset, which writes
+    large blocks about twice as fast as NumPy's fill (streaming stores)."""
+    if a.flags.c_contiguous:
+        ctypes.memset(a.ctypes.data, 0, a.nbytes)
+    else:
+        a[...] = 0
+
+
 # Above this many bytes a scattered transfer goes server by server through a
 # staging buffer of one shard's size, instead of all servers at once.
 STAGE_BYTES = int(os.environ.get("SSP_MPI_STAGE_BYTES", 64 << 20))
@@ -324,10 +334,13 @@ class WorkerTable:
             return
         push_set, temporary = self._pending
         if push_set.is_all:
-            self._delta.fill(0)
+            zero(self._delta)
         else:
             for t in push_set.transfers:
-                self._delta[t.rows] = 0
+                if t.rows.__class__ is slice:
+                    zero(self._delta[t.rows])
+                else:
+                    self._delta[t.rows] = 0
         if temporary:
             push_set.free()
         self._pending = None
