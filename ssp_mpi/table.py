@@ -40,6 +40,8 @@ def aligned_zeros(shape, dtype, align=ALIGN):
     raw = np.zeros(nbytes + align, np.uint8)
     start = (-raw.ctypes.data) % align
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def zero(a):
     """Set ``a`` to zero; a contiguous array through C's memset, which writes
     large blocks about twice as fast as NumPy's fill (streaming stores)."""

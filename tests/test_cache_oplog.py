@@ -87,6 +87,17 @@ def test_lazy_cache_refetches_only_when_too_stale(table):
     assert w.waited_for == [1] and np.all(t.fetch_clock == 1)
 
 
+def test_invalidate_forces_the_next_read_to_fetch(table):
+    t, w, win = table
+    t.get()
+    add = np.full((10, 3), 100, np.int64)
+    win.win.Accumulate([add, MPI.INT64_T], 0, op=MPI.SUM)
+    win.win.Flush(0)
+    assert t.get()[0, 0] == 0               # lazy, same clock: the cache answers
+    t.invalidate()
+    assert t.get()[0, 0] == 100 and w.waited_for == []
+
+
 def test_read_my_writes_survives_refetch(table):
     t, w, win = table
     t.get()
