@@ -14,9 +14,10 @@ biases stay on their worker; item factors ``Q`` and item biases ``bi`` are
 parameter-server tables (``Q``: items x rank, ``bi``: items x 1) read with
 staleness ``--staleness``.  ``--user-table`` keeps ``P`` and ``bu`` in
 tables too (as Petuum Bosen does).  One epoch is ``--clocks-per-epoch``
-clocks; each clock a worker reads the item rows its ratings touch, runs the
-kernel on the next slice of its ratings (laid out once in cache-sized item
-strips, ``kernels.mf.block_order``) and pushes its increments.  AdaGrad
+clocks; each clock a worker runs the kernel on the next slice of its ratings
+(laid out once in cache-sized item strips, ``kernels.mf.block_order``, so a
+slice touches about 1/clocks-per-epoch of the items), reading under the SSP
+rule only the item rows that slice touches and pushing only those.  AdaGrad
 accumulators are local to each worker.
 
 Evaluation at every epoch boundary (``--eval-every``): train and test RMSE
@@ -201,6 +202,11 @@ class MfWorker:
         self.users_used = np.arange(lo_user, hi_user, dtype=np.int64)
         cpe = opts["clocks_per_epoch"]
         self.bounds = np.linspace(0, len(self.r), cpe + 1).round().astype(np.int64)
+        # the items each clock's slice touches: in tile order a slice covers
+        # about 1/cpe of the item strips, so a clock reads and pushes only
+        # those rows of Q and bi (evaluations read all of items_used)
+        self.part_items = [np.unique(self.i[self.bounds[p]:self.bounds[p + 1]]).astype(np.int64)
+                           for p in range(cpe)]
         self.Gp = np.ones(train.n_users, dt)
         self.Gq = np.ones(train.n_items, dt)
         self.mu = opts["mu"]
@@ -380,8 +386,6 @@ def main(argv=None):
         bounds = user_bounds(train.users, nu, w.n_workers)
         me = MfWorker(train, test, bounds[w.index], bounds[w.index + 1], opts)
         tQ, tbi = w.table("Q"), w.table("bi")
-        tQ.use_rows(me.items_used)
-        tbi.use_rows(me.items_used)
         if args.user_table:
             tP, tbu = w.table("P"), w.table("bu")
             tP.use_rows(me.users_used)
@@ -426,7 +430,13 @@ def main(argv=None):
             return out
         w.set_state(state)
 
-        def views():
+        def views(items):
+            """The arrays of a clock, with the item rows ``items`` made valid
+            under the SSP rule (declared as the tables' rows, so the push at
+            the clock finds its dirty rows equal to them and reuses their
+            cached row set)."""
+            tQ.use_rows(items)
+            tbi.use_rows(items)
             Q = tQ.get()
             bi = tbi.get().reshape(-1)
             if args.user_table:
@@ -461,15 +471,16 @@ def main(argv=None):
         t_start = time.perf_counter()
         while w.clock_value < n_clocks:
             c = w.clock_value
-            P, Pd, Q, bu, bud, bi = views()
             if c % cpe == 0 and args.eval_every and (c // cpe) % args.eval_every == 0 \
                     and c > 0:
+                P, Pd, Q, bu, bud, bi = views(me.items_used)
                 parts = evaluate(c, P, Q, bu, bi)
                 if staleness == 0:
                     parts = w.allreduce(parts)
                     progress(c // cpe, parts, "")
                 else:
                     progress(c // cpe, parts, "worker 0's users and replica")
+            P, Pd, Q, bu, bud, bi = views(me.part_items[c % cpe])
             me.step(c, P, Pd, Q, tQ.delta, bu, bud, bi, tbi.delta.reshape(-1))
             w.clock()
         train_wall = time.perf_counter() - t_start
@@ -536,14 +547,17 @@ def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
         "workers": n_workers, "servers": layout.n_servers, "wall_s": wall,
         "train_wall_s": train_wall,
         "compute_s": summ.get("compute_s", 0.0), "comm_s": summ.get("comm_s", 0.0),
-        "wait_s": summ.get("wait_s", 0.0), "compute_max_s": summ.get("compute_max_s", 0.0),
+        "wait_s": summ.get("wait_s", 0.0), "cpu_s": summ.get("cpu_s", 0.0),
+        "compute_max_s": summ.get("compute_max_s", 0.0),
         "comm_max_s": summ.get("comm_max_s", 0.0), "wait_max_s": summ.get("wait_max_s", 0.0),
+        "cpu_max_s": summ.get("cpu_max_s", 0.0),
         "ratings_per_s": rps, "ratings_per_s_per_worker": rps / max(n_workers, 1),
         "n_train": len(train), "n_test": int(fin[3]), "test_dropped_unknown_ids": dropped,
         "n_users": train.n_users, "n_items": train.n_items, "global_mean": opts["mu"],
         "data": train.source, "format": train.format, "config": config,
-        "stats_note": "compute_s/comm_s/wait_s: mean over workers of their totals; *_max_s: "
-                      "the largest worker's",
+        "stats_note": "compute_s/comm_s/wait_s: mean over workers of their totals (wall "
+                      "seconds of their clocks); cpu_s: the same clocks' CPU seconds of the "
+                      "worker process; *_max_s: the largest worker's",
     }
     if train.truth:
         summary["synthetic_noise"] = train.truth["noise"]
