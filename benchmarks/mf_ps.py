@@ -108,7 +108,7 @@ def _as_standalone(argv):
     n = 0
     first = True
     for w in shares:
-        me = mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts)
+        me = mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_workers)
         P = mf.initial_factors(nu, k, args.seed, 1, args.init_scale, dt)
         Q = mf.initial_factors(ni, k, args.seed, 2, args.init_scale, dt)
         Qd = K.aligned_zeros(Q.shape, dt)

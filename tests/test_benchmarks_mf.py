@@ -52,16 +52,32 @@ def test_mf_ps_smoke(warm_kernels, tmp_path):
 
 def test_mf_staleness_smoke(warm_kernels, tmp_path):
     png = tmp_path / "plot" / "mf_staleness.png"
+    js = tmp_path / "st.json"
     cp = run_script(["benchmarks.mf_staleness"] + TINY
                     + ["--rank", "4", "--staleness", "0", "inf", "--target", "5.0",
+                       "--eval-seconds", "0.002", "--ideal", "--json", str(js),
                        "--out", str(png)])
     assert cp.returncode == 0, cp.stderr[-3000:]
     lines = cp.stdout.splitlines()
     assert any(line.split()[:1] == ["s"] and "time to target" in line for line in lines), \
         cp.stdout
     for s in ("0", "inf"):
-        assert any(line.split()[:1] == [s] and len(line.split()) == 7 for line in lines), \
+        assert any(line.split()[:1] == [s] and len(line.split()) == 8 for line in lines), \
             cp.stdout
-    assert any(line.startswith("speed-up") for line in lines), cp.stdout
+    assert any(line.startswith("speed-up of the best s") for line in lines), cp.stdout
+    assert any(line.startswith("speed-up over s=0 at each target") for line in lines), cp.stdout
+    data = json.loads(js.read_text())
+    for r in data["runs"]["inf"] + data["runs"]["0"]:
+        # the curve is the job's timed evaluations: increasing times, RMSE of every point
+        ts = [p[0] for p in r["curve"]]
+        assert ts and ts == sorted(ts) and all(p[3] > 0 for p in r["curve"]), r["curve"]
+        assert r["epochs_per_worker"][1] == 2.0          # the straggler did --epochs
+    # --stop-when slowest: at s=inf the fast worker kept training past --epochs
+    assert max(data["runs"]["inf"][0]["epochs_per_worker"]) > 2.0
+    assert data["runs"]["0"][0]["epochs_per_worker"] == [2.0, 2.0]
+    # the noise-free replay: a curve for each s, the fast worker ahead at s=inf
+    ideal = data["ideal"]
+    assert set(ideal) == {"0", "inf"} and ideal["inf"][-1][2] > ideal["inf"][-1][1]
+    assert ideal["0"][-1][1] == ideal["0"][-1][2] == 2.0
     assert png.exists() and png.stat().st_size > 1000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
