@@ -7,8 +7,9 @@ workers) through ``ssp_mpi.launch.mpiexec`` on built-in synthetic data, and
 the same kernel is timed standalone (no tables, no MPI communication, also
 started inside the loopback-only namespace, ``NUMBA_NUM_THREADS=1`` like the
 ranks) on the same data: the same train/test split, the same two per-worker
-shares of the ratings (``jobs.mf.user_bounds`` for 2 workers), the same tile
-order and clock slices (``jobs.mf.MfWorker``), rank and step-size schedule.
+shares of the ratings (``jobs.mf.user_bounds`` for 2 workers), the same item
+block of each clock and tile order (``jobs.mf.MfWorker``), rank and step-size
+schedule.
 Rounds interleave everything (s=0, s=1, s=3, standalone, standalone x2, then
 again), so a busy spell of the shared machine hits all of them; the table
 shows the median of each figure over the rounds and the median of the
@@ -27,7 +28,8 @@ Why: the question is what the parameter server costs a worker (SSP reads,
 pushes, flushes and clocks, waiting for the other worker, the server rank's
 polling, the job's Python glue).  On a 2-core machine two kernels running at
 once already slow each other down (shared L3 and memory bandwidth; the table's
-"standalone x2" row shows by how much, e.g. 0.85-0.9 of one process alone),
+"standalone x2" row shows by how much: 0.7-0.9 of one process alone in our
+runs, depending on the other load),
 and every 2-way parallel run pays that, with or without a parameter server;
 only the x2 baseline pays it too.  The ratio against the one-process
 baseline is printed beside it ("vs 1 proc") and includes that contention.
@@ -59,6 +61,12 @@ Run length: at the defaults each job launch takes ~15-20 s on the 2-core
 development machine, of which ~4-5 s are training (240 clocks of ~15 ms);
 the rest is start-up (each of the 3 ranks generates the synthetic data) and
 is not counted.  A round takes ~100 s, the default 2 rounds ~3.5 minutes.
+
+Where a worker's clock goes (1 server + 2 workers, defaults, a quiet spell):
+~14 ms kernel, ~0.3 ms Python glue, ~0.7-0.9 ms communication (the SSP read
+of the clock's ~1000 item rows of Q and bi, the push of the same rows, the
+flushes and the clock), and at s=1 ~0.3-0.8 ms waiting for the other worker
+(less at s=3).  The server rank sleeps between polls (~3% of a core).
 
 Noise: the machine is shared; the job's two workers run on both cores at
 once, so they feel other load more than the one-process baseline does; the
