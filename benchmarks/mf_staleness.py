@@ -54,9 +54,10 @@ test RMSE is the mean over both halves and the straggler's half still has to
 get close to the target, so the speed-up stays below the 2x of the work
 ratio, and shrinks as the target nears the plateau.  The noise-free replay
 (--ideal) at the defaults gives, at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13
-x noise: s=1 1.05 / 1.04 / 1.04 / 1.01 / 1.02, s=3 1.36 / 1.41 / 1.10 / 1.22
-/ 1.01, s=inf 1.67 / 1.77 / 1.23 / 1.33 / 1.48 (the curves step with the
-item blocks, so the figures jump between neighbouring targets).  Measured
+x noise: s=1 1.02 / 1.00 / 1.02 / 1.03 / 1.00, s=3 0.98 / 1.38 / 1.05 / 1.03
+/ 1.00, s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54 (the curves step with the
+item blocks, so the figures jump between neighbouring targets; at 3M
+ratings s=inf gave 1.67 / 1.77 / 1.23 / 1.33 / 1.48).  Measured
 runs can differ from the replay both ways: the straggler knob sleeps as long
 as the straggler's compute took, so whatever slows its compute (a busy
 machine; three ranks on two cores) is doubled, and at s=inf the fast worker
@@ -67,14 +68,15 @@ shares bounds them as above.
 
 Target: ``--target`` (absolute), else ``--target-factor`` x the synthetic
 noise std (the best reachable test RMSE).  The default 1.15 x 0.25 = 0.2875:
-at the default size (10000 users x 4000 items, 3M ratings, ~270 training
+at the default size (40000 users x 8000 items, 12M ratings, ~270 training
 ratings per user, rank 32, 12 epochs) the s=0 run levels off at ~1.12 x
-noise, and reaches 1.15 x after about a third of its epochs, past the steep
+noise, and reaches 1.15 x after about 40 % of its training, past the steep
 start of the curve.
 
-Run length: each run's training takes ~3-6 s on the 2-core development
-machine (longer when the machine is busy), its start-up ~15-20 s (not
-counted); a round is ~1.3 minutes, the default 3 rounds ~4 minutes.  The
+Run length: each run's training takes ~7-9 s on the 2-core development
+machine (the target is reached after ~2-4 s; longer when the machine is
+busy), its start-up ~20-30 s (not counted); a round is ~2 minutes, the
+default 2 rounds ~4 minutes.  The
 round lines show the straggler's pace (ms per clock): it is the same work at
 every s, so a run with a slower pace ran on a busier machine.
 """
@@ -161,7 +163,7 @@ def plot(path, runs, order, target, title):
                     alpha=1.0 if rnd == 0 else 0.5, color=colors[k % len(colors)],
                     label=f"s = {s}" if rnd == 0 else None)
     ax.axhline(target, color="grey", ls="--", lw=0.8, label=f"target {target:.3f}")
-    ax.set_xlabel("training time of the slowest worker (s)")
+    ax.set_xlabel("wall seconds since the start of training")
     ax.set_ylabel("test RMSE")
     ax.set_title(title, fontsize=9)
     lo = min([p[3] for rs in runs.values() for r in rs for p in r["curve"]] or [target])
@@ -189,9 +191,9 @@ def parse(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.mf_staleness",
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--users", type=int, default=10_000, help="synthetic users")
-    p.add_argument("--items", type=int, default=4_000, help="synthetic items")
-    p.add_argument("--ratings", type=int, default=3_000_000,
+    p.add_argument("--users", type=int, default=40_000, help="synthetic users")
+    p.add_argument("--items", type=int, default=8_000, help="synthetic items")
+    p.add_argument("--ratings", type=int, default=12_000_000,
                    help="synthetic ratings (10%% held out as the test set)")
     p.add_argument("--synthetic-rank", type=int, default=5, help="planted rank")
     p.add_argument("--noise", type=float, default=0.25,
@@ -206,7 +208,7 @@ def parse(argv):
     p.add_argument("--stop-when", choices=["own", "slowest"], default="slowest",
                    help="the job's --stop-when (slowest: fast workers keep training until "
                         "the straggler has done --epochs)")
-    p.add_argument("--eval-seconds", type=float, default=0.25,
+    p.add_argument("--eval-seconds", type=float, default=0.2,
                    help="the job's --eval-seconds: test RMSE of the current model every this "
                         "many seconds")
     p.add_argument("--target", type=float, default=None, help="target test RMSE (absolute)")
@@ -218,7 +220,7 @@ def parse(argv):
                    help="also replay the same SSP schedules noise-free in one process "
                         "(simulate(); takes about as long as the runs' training) and print "
                         "their speed-ups beside the measured ones")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds (the training is short next to the machine's "
                         "load swings: use several)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
