@@ -28,8 +28,8 @@ Why: the question is what the parameter server costs a worker (SSP reads,
 pushes, flushes and clocks, waiting for the other worker, the server rank's
 polling, the job's Python glue).  On a 2-core machine two kernels running at
 once already slow each other down (shared L3 and memory bandwidth; the table's
-"standalone x2" row shows by how much: 0.7-0.9 of one process alone in our
-runs, depending on the other load),
+"standalone x2" row shows the ratio; in our runs it swung between 0.7 and
+1.15 of one process alone from run to run, with the other load on the VM),
 and every 2-way parallel run pays that, with or without a parameter server;
 only the x2 baseline pays it too.  The ratio against the one-process
 baseline is printed beside it ("vs 1 proc") and includes that contention.
