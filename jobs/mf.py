@@ -14,15 +14,32 @@ biases stay on their worker; item factors ``Q`` and item biases ``bi`` are
 parameter-server tables (``Q``: items x rank, ``bi``: items x 1) read with
 staleness ``--staleness``.  ``--user-table`` keeps ``P`` and ``bu`` in
 tables too (as Petuum Bosen does).  One epoch is ``--clocks-per-epoch``
-clocks; each clock a worker reads the item rows its ratings touch, runs the
-kernel on the next slice of its ratings (laid out once in cache-sized item
-strips, ``kernels.mf.block_order``) and pushes its increments.  AdaGrad
+clocks; each clock a worker runs the kernel on the next slice of its ratings
+(laid out once in cache-sized item strips, ``kernels.mf.block_order``, so a
+slice touches about 1/clocks-per-epoch of the items), reading under the SSP
+rule only the item rows that slice touches and pushing only those.  AdaGrad
 accumulators are local to each worker.
 
 Evaluation at every epoch boundary (``--eval-every``): train and test RMSE
 and the regularised objective, each worker on its own users with its own
 replica (exact at staleness 0, where every replica is the synchronised
-table); at the end, from the final tables.
+table); at the end, from the final tables.  ``--eval-seconds T`` adds an
+evaluation against time: every T seconds of training (a common origin after
+a barrier) each worker, at the start of its next clock, reads all its item
+rows (an SSP read at its clock: at staleness > 0 the servers' current
+values) and computes the test error of its users with its current factors;
+``metrics_timed.jsonl`` has one record per time point that every worker
+reached, the sums of their parts, stamped with the latest worker's time.
+That is the model as of that moment (up to each worker's increments of the
+clock in progress), whatever clock each worker is at.
+
+Stopping (``--stop-when``): ``own`` (default) -- every worker runs
+``--epochs`` epochs of its own ratings and stops, so with a straggler the
+fast workers finish early and idle; ``slowest`` -- a worker that has done
+its ``--epochs`` keeps training (further passes over its ratings, the step
+size schedule continuing with its own epoch count) until the slowest worker
+has done ``--epochs``, as in the SSP paper's setting where fast workers keep
+computing while a straggler lags.  At staleness 0 both are the same schedule.
 
 Input (``--format``): MovieLens ``u.data`` (tab), MovieLens ``::``
 (ml-1m/10m), CSV with a header, whitespace ``row col value`` triplets,
@@ -41,6 +58,7 @@ one, and ``--resume`` continues it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -122,13 +140,21 @@ def build_parser():
                    help="items per cache tile (0: sized to a 512 KiB L2 cache)")
     g.add_argument("--eval-every", type=nonneg_int, default=1,
                    help="evaluate train/test RMSE every N epochs (0: only at the end)")
+    g.add_argument("--eval-seconds", type=nonneg_float, default=0.0,
+                   help="also evaluate the test RMSE every this many seconds of training "
+                        "(metrics_timed.jsonl; 0: off)")
+    g.add_argument("--stop-when", choices=["own", "slowest"], default="own",
+                   help="own: each worker stops after its --epochs epochs; slowest: a worker "
+                        "that has done them keeps training until the slowest worker has "
+                        "(fast workers do more epochs; the same as own at staleness 0)")
     return p
 
 
 JOB_KEYS = ("data", "format", "test", "test_fraction", "synthetic_users", "synthetic_items",
             "synthetic_ratings", "synthetic_rank", "synthetic_noise", "rank", "epochs",
             "clocks_per_epoch", "lr", "lr_offset", "lr_power", "adagrad", "reg", "reg_bias",
-            "bias", "init_scale", "user_table", "dtype", "item_block", "eval_every")
+            "bias", "init_scale", "user_table", "dtype", "item_block", "eval_every",
+            "eval_seconds", "stop_when")
 
 
 # --------------------------------------------------------------------------- data
@@ -180,18 +206,32 @@ class MfWorker:
     Shared by the distributed job and ``simulate_bsp`` so that both run the
     same schedule.  ``P``/``bu`` are the worker's user arrays (full size,
     only its own rows touched); ``Q``/``bi`` replicas with deltas ``Qd``/``bid``.
+
+    The items are cut into ``clocks_per_epoch`` contiguous blocks with about
+    equal numbers of ratings (the same cut on every worker); the clocks of an
+    epoch go through the blocks, each worker starting at a different one
+    (worker w of n at block ``w * clocks_per_epoch // n``), so that with at
+    least as many blocks as workers no two workers update the same item in
+    the same clock (DSGD's strata, Gemulla et al. 2011): at staleness 0 the
+    summed increments never double-step an item.  Inside a block the
+    ratings are in cache-sized item strips (``kernels.mf.block_order``).
     """
 
-    def __init__(self, train, test, lo_user, hi_user, opts):
+    def __init__(self, train, test, lo_user, hi_user, opts, index=0, n_workers=1):
         self.o = opts
         dt = np.dtype(opts["dtype"])
+        cpe = opts["clocks_per_epoch"]
         sel = np.flatnonzero((train.users >= lo_user) & (train.users < hi_user))
         u, i, r = train.users[sel], train.items[sel], train.values[sel]
         ib = opts["item_block"] or K.auto_item_block(opts["rank"], dt.itemsize, n_buffers=2)
         perm, _ = K.block_order(u, i, train.n_users, train.n_items, ib)
+        self.item_bounds = user_bounds(train.items, train.n_items, cpe)
+        block = np.searchsorted(self.item_bounds, i[perm], side="right") - 1
+        perm = perm[np.argsort(block, kind="stable")]       # block-major, tile order inside
         self.u = np.ascontiguousarray(u[perm], np.int32)
         self.i = np.ascontiguousarray(i[perm], np.int32)
         self.r = np.ascontiguousarray(r[perm], dt)
+        self.offset = (int(index) * cpe) // max(int(n_workers), 1)
         tsel = np.flatnonzero((test.users >= lo_user) & (test.users < hi_user))
         self.tu = np.ascontiguousarray(test.users[tsel], np.int32)
         self.ti = np.ascontiguousarray(test.items[tsel], np.int32)
@@ -199,8 +239,14 @@ class MfWorker:
         self.lo_user, self.hi_user = int(lo_user), int(hi_user)
         self.items_used = np.unique(np.concatenate([self.i, self.ti])).astype(np.int64)
         self.users_used = np.arange(lo_user, hi_user, dtype=np.int64)
-        cpe = opts["clocks_per_epoch"]
-        self.bounds = np.linspace(0, len(self.r), cpe + 1).round().astype(np.int64)
+        # ratings of item block p: bounds[p]:bounds[p + 1]
+        self.bounds = np.searchsorted(self.item_bounds[1:-1], self.i, side="right")
+        self.bounds = np.searchsorted(self.bounds, np.arange(cpe + 1), side="left").astype(
+            np.int64)
+        # the items each clock's block touches: a clock reads and pushes only
+        # those rows of Q and bi (evaluations read all of items_used)
+        self.part_items = [np.unique(self.i[self.bounds[p]:self.bounds[p + 1]]).astype(np.int64)
+                           for p in range(cpe)]
         self.Gp = np.ones(train.n_users, dt)
         self.Gq = np.ones(train.n_items, dt)
         self.mu = opts["mu"]
@@ -228,10 +274,14 @@ class MfWorker:
             A[...] = As
             D += Ds
 
+    def part(self, clock):
+        """The item block of ``clock``."""
+        return (clock + self.offset) % self.o["clocks_per_epoch"]
+
     def step(self, clock, P, Pd, Q, Qd, bu, bud, bi, bid):
         """Run the ratings of ``clock``; returns their running squared error."""
         o = self.o
-        epoch, part = divmod(clock, o["clocks_per_epoch"])
+        epoch, part = clock // o["clocks_per_epoch"], self.part(clock)
         lo, hi = int(self.bounds[part]), int(self.bounds[part + 1])
         lr = K.step_size(o["lr"], epoch, o["lr_offset"], o["lr_power"])
         args = (self.u, self.i, self.r, lo, hi)
@@ -254,6 +304,12 @@ class MfWorker:
         self._unstage(Q, Qd, q_orig)
         self._unstage(P, Pd, p_orig)
         return sse
+
+    def test_error(self, P, Q, bu, bi):
+        """[test_sse, n_test] of this worker's users."""
+        te = K.sum_squared_error(self.tu, self.ti, self.tr, P, Q, bu, bi, self.mu,
+                                 self.o["bias"]) if len(self.tr) else 0.0
+        return [float(te), float(len(self.tr))]
 
     def evaluate(self, P, Q, bu, bi, with_items):
         """[train_sse, n_train, test_sse, n_test, reg_part]: this worker's sums.
@@ -293,7 +349,8 @@ def simulate_bsp(train, test, n_workers, opts):
     k = opts["rank"]
     nu, ni = train.n_users, train.n_items
     bounds = user_bounds(train.users, nu, n_workers)
-    workers = [MfWorker(train, test, bounds[w], bounds[w + 1], opts) for w in range(n_workers)]
+    workers = [MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_workers)
+               for w in range(n_workers)]
     P = initial_factors(nu, k, opts["seed"], 1, opts["init_scale"], dt)
     Q = initial_factors(ni, k, opts["seed"], 2, opts["init_scale"], dt)
     bu = np.zeros(nu, dt)
@@ -375,13 +432,13 @@ def main(argv=None):
                    TableSpec("bu", nu, 1, args.dtype, staleness=staleness)]
     n_clocks = args.epochs * args.clocks_per_epoch
     cpe = args.clocks_per_epoch
+    stop_slowest = args.stop_when == "slowest"
 
     def train_fn(w):
         bounds = user_bounds(train.users, nu, w.n_workers)
-        me = MfWorker(train, test, bounds[w.index], bounds[w.index + 1], opts)
+        me = MfWorker(train, test, bounds[w.index], bounds[w.index + 1], opts, w.index,
+                      w.n_workers)
         tQ, tbi = w.table("Q"), w.table("bi")
-        tQ.use_rows(me.items_used)
-        tbi.use_rows(me.items_used)
         if args.user_table:
             tP, tbu = w.table("P"), w.table("bu")
             tP.use_rows(me.users_used)
@@ -426,7 +483,13 @@ def main(argv=None):
             return out
         w.set_state(state)
 
-        def views():
+        def views(items):
+            """The arrays of a clock, with the item rows ``items`` made valid
+            under the SSP rule (declared as the tables' rows, so the push at
+            the clock finds its dirty rows equal to them and reuses their
+            cached row set)."""
+            tQ.use_rows(items)
+            tbi.use_rows(items)
             Q = tQ.get()
             bi = tbi.get().reshape(-1)
             if args.user_table:
@@ -457,22 +520,56 @@ def main(argv=None):
                         f"{sum(r['wait_s'] for r in recs):.3f}s")
             print(msg, flush=True)
 
+        def finished(c):
+            """Stop before clock ``c``?  ``--stop-when slowest``: only once the
+            slowest worker has done ``n_clocks``; a fast worker learns that
+            from the server clock, waiting no longer than the SSP read of
+            clock ``c`` would (so at staleness 0 it stops at ``n_clocks``)."""
+            if c < n_clocks:
+                return False
+            if not stop_slowest:
+                return True
+            if math.isinf(staleness):
+                return w.server_clock() >= n_clocks
+            return w.wait_server_clock(min(c - staleness, n_clocks)) >= n_clocks
+
+        timed = []          # rows: time point, elapsed s, clock, test_sse, n_test
+        next_eval = args.eval_seconds
+        processed = 0       # ratings this worker ran through the kernel
+        w.barrier()         # a common time origin for --eval-seconds
         w.stats.restart_clock()      # data layout above is set-up, not compute
         t_start = time.perf_counter()
-        while w.clock_value < n_clocks:
+        while not finished(w.clock_value):
             c = w.clock_value
-            P, Pd, Q, bu, bud, bi = views()
-            if c % cpe == 0 and args.eval_every and (c // cpe) % args.eval_every == 0 \
-                    and c > 0:
+            if args.eval_seconds and time.perf_counter() - t_start >= next_eval:
+                P, Pd, Q, bu, bud, bi = views(me.items_used)
+                now = time.perf_counter() - t_start
+                point = int(now // args.eval_seconds)
+                timed.append([point, now, c] + me.test_error(P, Q, bu, bi))
+                next_eval = (point + 1) * args.eval_seconds
+            if c < n_clocks and c % cpe == 0 and args.eval_every \
+                    and (c // cpe) % args.eval_every == 0 and c > 0:
+                P, Pd, Q, bu, bud, bi = views(me.items_used)
                 parts = evaluate(c, P, Q, bu, bi)
                 if staleness == 0:
                     parts = w.allreduce(parts)
                     progress(c // cpe, parts, "")
                 else:
                     progress(c // cpe, parts, "worker 0's users and replica")
+            P, Pd, Q, bu, bud, bi = views(me.part_items[me.part(c)])
             me.step(c, P, Pd, Q, tQ.delta, bu, bud, bi, tbi.delta.reshape(-1))
+            part = me.part(c)
+            processed += int(me.bounds[part + 1] - me.bounds[part])
             w.clock()
         train_wall = time.perf_counter() - t_start
+        my_clocks = w.clock_value
+        if stop_slowest:
+            # reading the final tables waits for every worker to reach this
+            # worker's clock: the workers that stopped earlier catch up with
+            # empty clocks (nothing to push)
+            last = max(w.allgather(my_clocks))
+            while w.clock_value < last:
+                w.clock()
         # final state: every worker's last clock is in the tables
         Q = tQ.get_final().copy()
         bi = tbi.get_final().reshape(-1).copy()
@@ -493,10 +590,13 @@ def main(argv=None):
                     P[a:b] = Pr
                     bu[a:b] = br
         all_evals = w.gather(np.array(evals, np.float64).reshape(-1, 7))
+        all_timed = w.gather(np.array(timed, np.float64).reshape(-1, 5))
+        work = w.gather((my_clocks, processed))
         all_recs = w.gather(list(w.stats.records))
         walls = w.allgather(train_wall)
         return {"P": P, "Q": Q, "bu": bu, "bi": bi, "final": final, "evals": all_evals,
-                "records": all_recs, "train_wall": max(walls)}
+                "timed": all_timed, "work": work, "records": all_recs,
+                "train_wall": max(walls)}
 
     # one rank per node compiles (or loads) the kernels first, then the rest
     # load them from Numba's cache, before any clock is timed
@@ -519,6 +619,28 @@ def _rmse(sse, n):
     return math.sqrt(sse / n) if n > 0 else None
 
 
+def _timed_records(parts, n_workers, cpe):
+    """``--eval-seconds``: one record per time point every worker evaluated,
+    the sums of their test errors, stamped with the latest worker's time."""
+    by_point = {}
+    for wi, arr in enumerate(parts):
+        for row in np.asarray(arr).reshape(-1, 5):
+            by_point.setdefault(int(row[0]), {})[wi] = row
+    out = []
+    for point in sorted(by_point):
+        rows = by_point[point]
+        if len(rows) < n_workers:
+            continue
+        rows = [rows[wi] for wi in range(n_workers)]
+        times = [float(r[1]) for r in rows]
+        sse, n = sum(float(r[3]) for r in rows), sum(float(r[4]) for r in rows)
+        out.append({"point": point, "elapsed_s": max(times),
+                    "elapsed_spread_s": max(times) - min(times), "test_rmse": _rmse(sse, n),
+                    "clocks": [int(r[2]) for r in rows],
+                    "epochs": [float(r[2]) / cpe for r in rows]})
+    return out
+
+
 def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
     v = res.value
     n_workers = layout.n_workers
@@ -527,7 +649,9 @@ def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
     summ = res.summary or {}
     train_wall = v["train_wall"]
     n_clocks = args.epochs * cpe
-    rps = len(train) * args.epochs / train_wall if train_wall > 0 else 0.0
+    clocks_done = [int(c) for c, _ in v["work"]]
+    processed = sum(int(n) for _, n in v["work"])
+    rps = processed / train_wall if train_wall > 0 else 0.0
     config = {key: _jsonable_staleness(x) for key, x in vars(args).items()}
     summary = {
         "train_rmse": _rmse(fin[0], fin[1]), "test_rmse": _rmse(fin[2], fin[3]),
@@ -536,14 +660,19 @@ def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
         "workers": n_workers, "servers": layout.n_servers, "wall_s": wall,
         "train_wall_s": train_wall,
         "compute_s": summ.get("compute_s", 0.0), "comm_s": summ.get("comm_s", 0.0),
-        "wait_s": summ.get("wait_s", 0.0), "compute_max_s": summ.get("compute_max_s", 0.0),
+        "wait_s": summ.get("wait_s", 0.0), "cpu_s": summ.get("cpu_s", 0.0),
+        "compute_max_s": summ.get("compute_max_s", 0.0),
         "comm_max_s": summ.get("comm_max_s", 0.0), "wait_max_s": summ.get("wait_max_s", 0.0),
+        "cpu_max_s": summ.get("cpu_max_s", 0.0),
         "ratings_per_s": rps, "ratings_per_s_per_worker": rps / max(n_workers, 1),
+        "ratings_processed": processed, "clocks_per_worker": clocks_done,
+        "epochs_per_worker": [c / cpe for c in clocks_done],
         "n_train": len(train), "n_test": int(fin[3]), "test_dropped_unknown_ids": dropped,
         "n_users": train.n_users, "n_items": train.n_items, "global_mean": opts["mu"],
         "data": train.source, "format": train.format, "config": config,
-        "stats_note": "compute_s/comm_s/wait_s: mean over workers of their totals; *_max_s: "
-                      "the largest worker's",
+        "stats_note": "compute_s/comm_s/wait_s: mean over workers of their totals (wall "
+                      "seconds of their clocks); cpu_s: the same clocks' CPU seconds of the "
+                      "worker process; *_max_s: the largest worker's",
     }
     if train.truth:
         summary["synthetic_noise"] = train.truth["noise"]
@@ -587,6 +716,11 @@ def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
                "test_rmse": _rmse(fin[2], fin[3]), "final": True}
         rec.update(per_worker(n_clocks, last))
         out.append_metrics(rec)
+        if args.eval_seconds:
+            # (OutputDir.append_metrics keeps writing to the first file it opened)
+            out.write_text("metrics_timed.jsonl", "".join(
+                json.dumps(rec, sort_keys=True) + "\n"
+                for rec in _timed_records(v["timed"], n_workers, cpe)))
         write_model(out.path("model.h5"), v["P"], v["Q"], v["bu"], v["bi"], train,
                     {"rank": args.rank, "epochs": args.epochs, "global_mean": opts["mu"],
                      "bias": bool(args.bias), "train_rmse": summary["train_rmse"] or 0.0,

@@ -39,10 +39,11 @@ def test_help_lists_every_option_with_default():
     text = " ".join(cp.stdout.split())
     for opt in ("--data", "--format", "--test", "--test-fraction", "--rank", "--epochs", "--lr",
                 "--reg", "--staleness", "--servers", "--seed", "--out", "--clocks-per-epoch",
-                "--adagrad", "--no-bias", "--user-table", "--lr-power", "--synthetic-noise"):
+                "--adagrad", "--no-bias", "--user-table", "--lr-power", "--synthetic-noise",
+                "--eval-seconds", "--stop-when"):
         assert opt in text, opt
     for default in ("(default: 16)", "(default: 20)", "(default: 0.05)", "(default: 0.1)",
-                    "(default: auto)"):
+                    "(default: auto)", "(default: own)", "(default: 0.0)"):
         assert default in text, default
 
 
@@ -280,3 +281,59 @@ def test_resume_onto_another_worker_count(tmp_path, warm_kernels, before, after)
     s = _summary(resumed)
     assert s["workers"] == after - 1 and s["epochs"] == 10
     assert s["test_rmse"] < 1.2 * s["synthetic_noise"], s
+
+
+def _timed(path):
+    return [json.loads(x) for x in (path / "metrics_timed.jsonl").read_text().splitlines()]
+
+
+def test_stop_when_slowest_fast_worker_keeps_training(tmp_path, warm_kernels):
+    """--stop-when slowest at s=inf with worker 1 slowed 3x: the straggler does
+    exactly --epochs, the fast worker more; --eval-seconds writes the test RMSE
+    of the current model against time."""
+    opts = ["--synthetic-ratings", "300000", "--rank", "8", "--epochs", "8", "--seed", "2",
+            "--straggle", "1:3", "--eval-every", "0", "--eval-seconds", "0.01"]
+    out = tmp_path / "inf"
+    cp = _run(3, opts + ["--staleness", "inf", "--stop-when", "slowest", "--out", out])
+    assert cp.returncode == 0, cp.stderr
+    s = _summary(out)
+    fast, slow = s["epochs_per_worker"]
+    assert slow == 8.0 and fast > 8.5, s["epochs_per_worker"]
+    assert s["ratings_processed"] > s["n_train"] * 8            # more than --epochs' worth
+    assert s["config"]["stop_when"] == "slowest"
+    recs = _timed(out)
+    assert len(recs) >= 3, recs
+    times = [r["elapsed_s"] for r in recs]
+    assert times == sorted(times) and [r["point"] for r in recs] == sorted(r["point"] for r in recs)
+    assert all(len(r["epochs"]) == 2 and r["elapsed_spread_s"] >= 0 for r in recs)
+    assert recs[-1]["test_rmse"] < recs[0]["test_rmse"]         # it learns against time
+    assert recs[-1]["epochs"][0] > recs[-1]["epochs"][1]        # the fast worker is ahead
+    assert s["test_rmse"] < TOLERANCE * NOISE
+    # the same at --stop-when own: both workers stop at --epochs
+    own = tmp_path / "own"
+    cp = _run(3, opts + ["--staleness", "inf", "--out", own])
+    assert cp.returncode == 0, cp.stderr
+    assert _summary(own)["epochs_per_worker"] == [8.0, 8.0]
+    assert _summary(own)["ratings_processed"] == _summary(own)["n_train"] * 8
+
+
+def test_stop_when_slowest_is_bounded_by_staleness_and_equal_at_s0(tmp_path, warm_kernels):
+    """At finite s the fast worker leads by at most s clocks; at s=0 --stop-when
+    slowest is the BSP schedule itself (the same model as --stop-when own)."""
+    opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
+            "40000", "--rank", "6", "--epochs", "3", "--seed", "5", "--dtype", "float64",
+            "--straggle", "1:3", "--eval-every", "0"]
+    s2 = tmp_path / "s2"
+    cp = _run(3, opts + ["--staleness", "2", "--stop-when", "slowest", "--out", s2])
+    assert cp.returncode == 0, cp.stderr
+    clocks = _summary(s2)["clocks_per_worker"]
+    assert clocks[1] == 12 and 12 <= clocks[0] <= 14, clocks
+    a, b = tmp_path / "own0", tmp_path / "slow0"
+    for path, mode in ((a, "own"), (b, "slowest")):
+        cp = _run(3, opts + ["--staleness", "0", "--stop-when", mode, "--out", path])
+        assert cp.returncode == 0, cp.stderr
+    assert _summary(b)["clocks_per_worker"] == [12, 12]
+    ma, mb = _model(a), _model(b)
+    for name in ("P", "Q", "bu", "bi"):
+        np.testing.assert_array_equal(ma[name], mb[name], err_msg=name)
+    assert not (b / "metrics_timed.jsonl").exists()              # --eval-seconds 0: off
