@@ -58,7 +58,6 @@ one, and ``--resume`` continues it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
@@ -717,10 +716,8 @@ def _write_outputs(args, train, test, dropped, opts, layout, res, wall):
         rec.update(per_worker(n_clocks, last))
         out.append_metrics(rec)
         if args.eval_seconds:
-            # (OutputDir.append_metrics keeps writing to the first file it opened)
-            out.write_text("metrics_timed.jsonl", "".join(
-                json.dumps(rec, sort_keys=True) + "\n"
-                for rec in _timed_records(v["timed"], n_workers, cpe)))
+            for rec in _timed_records(v["timed"], n_workers, cpe):
+                out.append_metrics(rec, "metrics_timed.jsonl")
         write_model(out.path("model.h5"), v["P"], v["Q"], v["bu"], v["bi"], train,
                     {"rank": args.rank, "epochs": args.epochs, "global_mean": opts["mu"],
                      "bias": bool(args.bias), "train_rmse": summary["train_rmse"] or 0.0,

@@ -31,7 +31,7 @@ class OutputDir:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir(parents=True)
-        self._metrics = None
+        self._metrics = {}                    # file name -> open handle
 
     def path(self, name):
         return self.tmp / name
@@ -42,19 +42,24 @@ class OutputDir:
             f.write("\n")
 
     def append_metrics(self, record, name="metrics.jsonl"):
-        if self._metrics is None:
-            self._metrics = open(self.path(name), "a", encoding="utf-8")
-        self._metrics.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
-        self._metrics.flush()
+        """Append one JSON line to ``name`` (one open handle per file)."""
+        f = self._metrics.get(name)
+        if f is None:
+            f = self._metrics[name] = open(self.path(name), "a", encoding="utf-8")
+        f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+        f.flush()
+
+    def _close_metrics(self):
+        for f in self._metrics.values():
+            f.close()
+        self._metrics = {}
 
     def write_text(self, name, text):
         self.path(name).write_text(text, encoding="utf-8")
 
     def commit(self):
         """Atomically put the folder in place; returns its final path."""
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+        self._close_metrics()
         old = None
         if self.final.exists():
             old = self.final.with_name(f"{self.final.name}.old-{os.getpid()}")
@@ -65,9 +70,7 @@ class OutputDir:
         return self.final
 
     def discard(self):
-        if self._metrics is not None:
-            self._metrics.close()
-            self._metrics = None
+        self._close_metrics()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):

@@ -188,6 +188,10 @@ class WorkerTable:
         return [[(t, None if t.direct else stage[:t.count])] for t in rs.transfers]
 
     # -- row sets ---------------------------------------------------------
+    @staticmethod
+    def _key(rows):
+        return (rows.size, hash(rows.tobytes()))
+
     def _rowset(self, rows):
         if rows is None:
             key = None
@@ -195,7 +199,7 @@ class WorkerTable:
             return rows
         else:
             rows = np.asarray(rows, np.int64).ravel()
-            key = (rows.size, hash(rows.tobytes()))
+            key = self._key(rows)
         rs = self._rowsets.get(key)
         if rs is None:
             if len(self._rowsets) > 64:         # bound the cache of datatypes
@@ -261,11 +265,11 @@ class WorkerTable:
                     win.Flush(self._servers[batch[0][0].server])
                 else:
                     win.Flush_all()
-            for t, stage in batch:
-                if not t.direct:
-                    self.replica[t.rows] = stage
-                if dirty:                # read-my-writes: re-apply unpushed increments
-                    self.replica[t.rows] += self._delta[t.rows]
+                for t, stage in batch:   # the copies into place count as communication
+                    if not t.direct:
+                        self.replica[t.rows] = stage
+                    if dirty:            # read-my-writes: re-apply unpushed increments
+                        self.replica[t.rows] += self._delta[t.rows]
         self._w.stats.moved(in_bytes=rs.nbytes)
         self.freshness.mark(rs, server_clock, self._w.clock_value)
 
@@ -308,7 +312,10 @@ class WorkerTable:
         if dirty.size == rs.rows.size and (rs.is_all or dirty is rs.rows):
             push_set, temporary = rs, False
         else:
-            push_set, temporary = self._rowset_uncached(dirty), True
+            push_set = self._rowsets.get(self._key(dirty))    # a row set read before
+            temporary = push_set is None
+            if temporary:
+                push_set = self._rowset_uncached(dirty)
         return self._send(push_set, temporary)
 
     def _send(self, push_set, temporary):

@@ -122,6 +122,21 @@ def test_push_sends_only_dirty_rows_and_clears_oplog(table):
     assert t.push() == 0                    # nothing new to push
 
 
+def test_push_reuses_a_row_set_read_before(table):
+    """Dirty rows equal to a row set already built push through it (no new
+    datatypes per clock), and it stays usable afterwards."""
+    t, w, win = table
+    rs = t.use_rows([1, 4])
+    t.get()
+    t.use_rows(None)
+    t.inc([1, 4], np.ones((2, 3), np.int64))
+    t.push()
+    assert t._pending == (rs, False)
+    win.win.Flush_all()
+    t.after_flush()
+    assert rs.transfers and server_values(win)[[1, 4]].tolist() == [[4, 5, 6], [13, 14, 15]]
+
+
 def test_dense_oplog_pushes_skip_the_scan_then_rescan(table):
     """After a push finding most rows dirty, pushes send every row (zeros
     add nothing) without scanning; every RESCAN_EVERY-th push scans again."""
