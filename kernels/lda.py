@@ -36,6 +36,22 @@ Samplers
   acceptance ratio evaluates the proposal exactly -- the chain's stationary
   law is the exact collapsed conditional.  Rebuild the alias tables whenever
   the replica or the deltas are changed outside the kernels (refresh, push).
+* ``dense_sweep``: the plain collapsed Gibbs sampler, O(K) per token in one
+  contiguous float32 SIMD pass; exact like SparseLDA and, below a few hundred
+  topics, faster than both other samplers.
+
+Which sampler
+-------------
+``auto_sampler(K)`` is the choice of ``jobs.lda --sampler auto`` (its
+default): ``dense`` for K <= ``DENSE_MAX_K``, ``alias`` above.  Measured
+single-thread on a 1M-token news corpus (``benchmarks.lda_kernel``): at K = 100
+dense is about 2x faster than alias/MH with 2 steps, which moreover needs
+about 8 steps (at 1/4 of dense's speed) to come within 0.5% of the exact
+samplers' log-likelihood after 100 iterations.  It is not biased (long runs
+reach the same level as exact Gibbs) but at small K one MH step moves less
+than an exact draw.  At K = 1000, alias/MH with 2 steps reaches tomotopy's
+log-likelihood after 100 iterations and is about 1.5x faster than dense; near
+K = 400 the two are about equally fast, and the exact sampler is kept.
 
 Log-likelihood
 --------------
@@ -56,9 +72,18 @@ from numba import njit
 __all__ = [
     "rng_init", "rng_uniform", "init_assignments", "add_counts", "doc_topic_counts",
     "sparse_prepare", "sparse_sweep", "sparse_token_draws", "dense_sweep", "dense_token_draws",
-    "alias_build", "alias_alloc", "mh_sweep", "mh_token_draws",
+    "alias_build", "alias_alloc", "mh_sweep", "mh_token_draws", "auto_sampler", "DENSE_MAX_K",
     "loglik_words", "loglik_topics", "loglik_docs", "ll_to_float", "LL_FRAC_BITS", "warmup",
 ]
+
+DENSE_MAX_K = 400
+
+
+def auto_sampler(n_topics: int) -> str:
+    """The sampler ``--sampler auto`` runs for ``n_topics`` topics (see
+    "Which sampler" in the module doc)."""
+    return "dense" if int(n_topics) <= DENSE_MAX_K else "alias"
+
 
 # ---------------------------------------------------------------------------
 # random numbers: xorshift64* (state: uint64 array of length 1, never 0)
