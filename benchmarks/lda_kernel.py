@@ -3,6 +3,13 @@
     python -m benchmarks.lda_kernel                 # news corpus, K = 100 and 1000
     python -m benchmarks.lda_kernel --topics 100 --iterations 20 --engines auto alias tomotopy
 
+The default run takes about 10 CPU minutes on one core (lda alone about 3 at
+K = 100, tomotopy about 2 at K = 1000); on a shared machine run one K at a
+time (``--topics 100``, ``--topics 1000 --engines auto tomotopy``).  Engines
+run one after another, so load from other processes that changes between
+them moves the ratios (memory-bound samplers such as alias/MH at K = 1000
+suffer more from a busy shared cache than tomotopy's compute-bound one).
+
 Every engine trains on the same real corpus, one at a time, each in its own
 child process (so peak memory is per engine and no engine warms the cache
 for another): ``auto``, the sampler ``jobs.lda`` runs by default at that K

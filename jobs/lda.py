@@ -15,7 +15,7 @@ token whatever K; ``sparse`` -- SparseLDA (Yao et al. 2009); ``dense`` -- the
 plain O(K) Gibbs sampler in one vectorised pass.  All target the exact
 collapsed conditional given the worker's (stale) replica.  The default,
 ``auto``, runs ``dense`` for K <= 400 and ``alias`` above: at K = 100 dense
-is about 2x faster than alias/MH, whose log-likelihood after a given number
+is 1.5-2x faster than alias/MH, whose log-likelihood after a given number
 of iterations also lags (an MH step moves less than an exact draw when K is
 small; it would need about 8 steps to come within 0.5%), while at K = 1000
 alias/MH with 2 steps is as good per iteration and faster (measured with

@@ -45,7 +45,7 @@ Which sampler
 ``auto_sampler(K)`` is the choice of ``jobs.lda --sampler auto`` (its
 default): ``dense`` for K <= ``DENSE_MAX_K``, ``alias`` above.  Measured
 single-thread on a 1M-token news corpus (``benchmarks.lda_kernel``): at K = 100
-dense is about 2x faster than alias/MH with 2 steps, which moreover needs
+dense is 1.5-2x faster than alias/MH with 2 steps, which moreover needs
 about 8 steps (at 1/4 of dense's speed) to come within 0.5% of the exact
 samplers' log-likelihood after 100 iterations.  It is not biased (long runs
 reach the same level as exact Gibbs) but at small K one MH step moves less
