@@ -1,12 +1,22 @@
 """Single-thread LDA sampler throughput and quality against tomotopy and lda.
 
     python -m benchmarks.lda_kernel                 # news corpus, K = 100 and 1000
-    python -m benchmarks.lda_kernel --topics 100 --iterations 20 --engines alias tomotopy
+    python -m benchmarks.lda_kernel --topics 100 --iterations 20 --engines auto alias tomotopy
+
+The default run takes about 10 CPU minutes on one core (lda alone about 3 at
+K = 100, tomotopy about 2 at K = 1000); on a shared machine run one K at a
+time (``--topics 100``, ``--topics 1000 --engines auto tomotopy``).  Engines
+run one after another, so load from other processes that changes between
+them moves the ratios (memory-bound samplers such as alias/MH at K = 1000
+suffer more from a busy shared cache than tomotopy's compute-bound one).
 
 Every engine trains on the same real corpus, one at a time, each in its own
 child process (so peak memory is per engine and no engine warms the cache
-for another): our alias/MH, SparseLDA and dense O(K) kernels (``kernels/lda.py``),
-``tomotopy`` (``workers=1``, alpha fixed: ``optim_interval = 0``) and ``lda``
+for another): ``auto``, the sampler ``jobs.lda`` runs by default at that K
+(``kernels.lda.auto_sampler``: dense up to K = 400, alias/MH with the job's
+default 2 steps above; printed as ``auto=dense`` / ``auto=alias-2``), and on
+request each of our alias/MH, SparseLDA and dense O(K) kernels
+(``kernels/lda.py``), ``tomotopy`` (``workers=1``, alpha fixed: ``optim_interval = 0``) and ``lda``
 (PyPI).  Throughput is tokens x iterations / CPU seconds of the training
 loop (``time.process_time``, single thread; wall seconds are reported too,
 they include time the machine gave to other processes).  Quality is the
@@ -120,6 +130,8 @@ def _counts(doc_ptr, words, z, V, K):
 
 def run_ours(sampler, doc_ptr, words, V, K, a):
     from kernels import lda as L
+    if sampler == "auto":
+        sampler = L.auto_sampler(K)
     N, D = len(words), len(doc_ptr) - 1
     z = np.zeros(N, np.int32)
     nwk = np.zeros((V, K), np.int32)
@@ -129,14 +141,17 @@ def run_ours(sampler, doc_ptr, words, V, K, a):
     st = L.rng_init(a.seed)
     L.init_assignments(words, z, K, nwk, nk, nwk_d, nk_d, st)
     tables = L.alias_alloc(V, K, min(V * K, N)) if sampler == "alias" else None
-    if sampler == "dense":
-        L.dense_sweep(doc_ptr, words, z.copy(), 0, 0, nwk, nk, nwk_d, nk_d, a.alpha, a.beta,
-                      st.copy())
-    # compile outside the timed loop (on a copy)
+    # compile (or load from Numba's cache) outside the timed loop: every
+    # kernel once on zero documents (d0 = d1 = 0), which changes nothing
     if sampler == "alias":
         L.alias_build(nwk, nk, nwk_d, nk_d, a.beta, *tables)
+        L.mh_sweep(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, a.alpha, a.beta,
+                   a.mh_steps, *tables, st)
+    elif sampler == "dense":
+        L.dense_sweep(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, a.alpha, a.beta, st)
     else:
-        L.sparse_prepare(nwk, words, 0, N)
+        wl = L.sparse_prepare(nwk, words, 0, N)
+        L.sparse_sweep(doc_ptr, words, z, 0, 0, nwk, nk, nwk_d, nk_d, a.alpha, a.beta, *wl, st)
     cpu = wall = 0.0
     for it in range(a.iterations):
         t0, w0 = time.process_time(), time.perf_counter()
@@ -216,11 +231,12 @@ def child(args):
     N = len(words)
     # import the engine first: the baseline then includes its runtime (Numba,
     # the extension module), and peak - baseline is the model's memory
-    __import__({"alias": "kernels.lda", "sparse": "kernels.lda", "dense": "kernels.lda",
+    __import__({"auto": "kernels.lda", "alias": "kernels.lda", "sparse": "kernels.lda",
+                "dense": "kernels.lda",
                 "tomotopy": "tomotopy",
                 "lda": "lda"}[engine])
     rss0 = _rss_kb()
-    if engine in ("alias", "sparse", "dense"):
+    if engine in ("auto", "alias", "sparse", "dense"):
         z, cpu, wall, own, iters = run_ours(engine, doc_ptr, words, V, K, args)
     elif engine == "tomotopy":
         z, cpu, wall, own, iters = run_tomotopy(doc_ptr, words, V, K, args)
@@ -256,12 +272,15 @@ def main(argv=None):
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--beta", type=float, default=0.01)
-    p.add_argument("--mh-steps", type=int, nargs="+", default=[2, 4],
+    p.add_argument("--mh-steps", type=int, nargs="+", default=[2],
                    help="alias sampler: (word, doc) proposal pairs per token; the alias "
-                        "engine runs once per value")
-    p.add_argument("--engines", nargs="+", default=["alias", "sparse", "tomotopy", "lda"],
-                   choices=["alias", "sparse", "dense", "tomotopy", "lda"],
-                   help="dense: our plain O(K) vectorised Gibbs sampler (for small K)")
+                        "engine runs once per value, auto uses the first (the job's default "
+                        "is 2)")
+    p.add_argument("--engines", nargs="+", default=["auto", "tomotopy", "lda"],
+                   choices=["auto", "alias", "sparse", "dense", "tomotopy", "lda"],
+                   help="auto: the sampler jobs.lda runs by default at each K (--sampler "
+                        "auto); alias, sparse, dense: each of our samplers (dense: plain O(K) "
+                        "vectorised Gibbs, for small K); tomotopy, lda: the peers")
     p.add_argument("--lda-full-max-k", type=int, default=100,
                    help="lda runs all --iterations only up to this K (it is slow) ...")
     p.add_argument("--lda-iterations", type=int, default=10,
@@ -306,11 +325,17 @@ def main(argv=None):
                     print(f"K={K} {engine}: failed\n{out.stderr[-2000:]}", flush=True)
                     continue
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                if engine == "alias":
+                if engine == "auto":
+                    from kernels.lda import auto_sampler
+                    engine = auto_sampler(K)
+                    r["sampler"] = engine
+                    r["engine"] = "auto=" + (f"alias-{steps}" if engine == "alias" else engine)
+                elif engine == "alias":
                     r["engine"] = f"alias-{steps}"
+                if engine == "alias":
                     r["mh_steps"] = steps
                 results.append(r)
-                print(f"K={K:5d} {r['engine']:9s} {r['tokens_per_s'] / 1e6:7.3f}M tok/s (cpu) "
+                print(f"K={K:5d} {r['engine']:12s} {r['tokens_per_s'] / 1e6:7.3f}M tok/s (cpu) "
                       f"{r['tokens_per_s_wall'] / 1e6:7.3f}M (wall)  it={r['iterations']:4d}  "
                       f"loglik/token {r['loglik_per_token']:.4f} (own {r['own_loglik_per_token']:.4f})"
                       f"  peak RSS {r['peak_rss_mb']:.0f} MB (before the model: "
@@ -318,14 +343,14 @@ def main(argv=None):
     print("\nsummary (ratios of tokens/s per core, loglik difference at equal iterations):")
     for K in args.topics:
         by = {r["engine"]: r for r in results if r["K"] == K}
-        for ours in sorted(e for e in by if e.startswith(("alias", "sparse", "dense"))):
+        for ours in sorted(e for e in by if e.startswith(("auto", "alias", "sparse", "dense"))):
             for ref in ("tomotopy", "lda"):
                 if ref not in by:
                     continue
                 o, f = by[ours], by[ref]
                 same = o["iterations"] == f["iterations"]
                 dll = (o["loglik_per_token"] - f["loglik_per_token"]) / abs(f["loglik_per_token"])
-                print(f"  K={K:5d} {ours:8s} vs {ref:8s}: speed x{o['tokens_per_s'] / f['tokens_per_s']:.2f}"
+                print(f"  K={K:5d} {ours:12s} vs {ref:8s}: speed x{o['tokens_per_s'] / f['tokens_per_s']:.2f}"
                       + (f", loglik {100 * dll:+.2f}%" if same else
                          f" (loglik not compared: {f['iterations']} iterations)"))
     if args.json:

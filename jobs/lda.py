@@ -11,8 +11,15 @@ a worker's documents and one clock (clock 0 is the random initialisation).
 
 Samplers (``--sampler``, kernels in ``kernels/lda.py``): ``alias`` --
 Metropolis-Hastings with alias tables in the style of LightLDA, O(1) per
-token whatever K; ``sparse`` -- SparseLDA (Yao et al. 2009).  Both target the
-exact collapsed conditional given the worker's (stale) replica.
+token whatever K; ``sparse`` -- SparseLDA (Yao et al. 2009); ``dense`` -- the
+plain O(K) Gibbs sampler in one vectorised pass.  All target the exact
+collapsed conditional given the worker's (stale) replica.  The default,
+``auto``, runs ``dense`` for K <= 400 and ``alias`` above: at K = 100 dense
+is 1.5-2x faster than alias/MH, whose log-likelihood after a given number
+of iterations also lags (an MH step moves less than an exact draw when K is
+small; it would need about 8 steps to come within 0.5%), while at K = 1000
+alias/MH with 2 steps is as good per iteration and faster (measured with
+``benchmarks.lda_kernel``; the rule is ``kernels.lda.auto_sampler``).
 
 Log-likelihood: the complete-data log p(w, z), in exact fixed-point partial
 sums (words: each worker sums a disjoint set of rows; documents: each worker
@@ -49,14 +56,14 @@ from ssp_mpi.output import OutputDir
 from jobs.data import corpus as corpus_io
 from kernels import lda as L
 
-SAMPLERS = ("alias", "sparse", "dense")
+SAMPLERS = ("auto", "alias", "sparse", "dense")
 
 
 # --------------------------------------------------------------------------- options
 
 def build_parser():
-    p = job_parser("ssp-mpi lda", "LDA by collapsed Gibbs sampling (alias/MH or SparseLDA) "
-                                  "on the SSP parameter server.")
+    p = job_parser("ssp-mpi lda", "LDA by collapsed Gibbs sampling (dense, alias/MH or "
+                                  "SparseLDA) on the SSP parameter server.")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=None,
                    help="corpus file (UCI docword.*.txt[.gz], LDA-C, or text one document per "
@@ -78,12 +85,16 @@ def build_parser():
                    help="symmetric document-topic prior")
     g.add_argument("--beta", type=positive_float, default=0.01,
                    help="symmetric topic-word prior")
-    g.add_argument("--sampler", choices=SAMPLERS, default="alias",
-                   help="alias: LightLDA-style alias tables + Metropolis-Hastings (O(1) per "
-                        "token); sparse: SparseLDA; dense: plain O(K) vectorised sampler "
-                        "(fastest for small K)")
+    g.add_argument("--sampler", choices=SAMPLERS, default="auto",
+                   help=f"auto: dense for K <= {L.DENSE_MAX_K}, alias above (measured: the "
+                        "faster, and as good per iteration, at K = 100 and K = 1000); "
+                        "dense: plain O(K) Gibbs sampler in one vectorised pass (fastest for "
+                        "small K); alias: LightLDA-style alias tables + Metropolis-Hastings "
+                        "(O(1) per token; at small K it needs more iterations or --mh-steps "
+                        "to match the exact samplers); sparse: SparseLDA")
     g.add_argument("--mh-steps", type=positive_int, default=2,
-                   help="alias sampler: (word, doc) proposal pairs per token")
+                   help="alias sampler: (word, doc) proposal pairs per token (at K = 100 "
+                        "about 8 are needed to match an exact sampler per iteration)")
     g.add_argument("--top-words", type=positive_int, default=20,
                    help="words per topic in topics.txt")
     return p
@@ -107,7 +118,7 @@ class LdaWorker:
         self.z = np.zeros(self.words.shape[0], dtype=np.int32)
         self.rng = L.rng_init(seed, index)
         self.alpha, self.beta = float(alpha), float(beta)
-        self.sampler = sampler
+        self.sampler = L.auto_sampler(self.K) if sampler == "auto" else sampler
         self.mh_steps = int(mh_steps)
         self.n_docs = self.doc_ptr.shape[0] - 1
         self._tables = None
@@ -150,7 +161,7 @@ def owned_rows(n_words, index, n_workers):
 
 
 def simulate_bsp(corpus, n_workers, n_topics, iterations, *, alpha=0.1, beta=0.01,
-                 sampler="alias", mh_steps=2, seed=0):
+                 sampler="auto", mh_steps=2, seed=0):
     """Serial replay of the s = 0 (BSP) schedule of the distributed job:
     at every clock each worker starts from the table after all previous
     clocks.  Returns (nwk, nk, z) -- equal, integer for integer, to a
@@ -370,7 +381,8 @@ def _write_outputs(args, corpus, layout, res, wall):
         "compute_max_s": summ.get("compute_max_s", 0.0), "comm_max_s": summ.get("comm_max_s", 0.0),
         "wait_max_s": summ.get("wait_max_s", 0.0),
         "peak_rss_mb_per_worker": v["peak_rss_mb"],
-        "sampler": args.sampler, "corpus": corpus.source, "config": config,
+        "sampler": L.auto_sampler(args.topics) if args.sampler == "auto" else args.sampler,
+        "corpus": corpus.source, "config": config,
         "loglik_note": ("per-iteration values are exact at staleness 0; at staleness > 0 each "
                         "worker adds its terms from its own replica; the final value is exact"),
     }
@@ -412,7 +424,7 @@ def _write_outputs(args, corpus, layout, res, wall):
         write_model(out.path("model.h5"), v["nwk"], v["nk"], corpus.doc_ptr, z, corpus.vocab,
                     args.alpha, args.beta,
                     {"alpha": args.alpha, "beta": args.beta, "topics": args.topics,
-                     "iterations": iters, "loglik": loglik, "sampler": args.sampler,
+                     "iterations": iters, "loglik": loglik, "sampler": summary["sampler"],
                      "corpus": corpus.source})
         out.write_text("topics.txt", top_words(v["nwk"], corpus.vocab, args.top_words))
         out.write_json("summary.json", summary)

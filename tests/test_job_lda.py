@@ -35,7 +35,8 @@ def test_help_lists_every_option_with_default():
                 "--beta", "--sampler", "--staleness", "--servers", "--seed", "--out",
                 "--mh-steps", "--min-df", "--checkpoint-dir", "--resume"):
         assert opt in text, opt
-    assert "(default: 0.1)" in text and "(default: 0.01)" in text and "(default: alias)" in text
+    assert "(default: 0.1)" in text and "(default: 0.01)" in text and "(default: auto)" in text
+    assert "auto: dense for K <= 400, alias above" in text
 
 
 def test_default_run_writes_every_output(tmp_path, warm_kernels):
@@ -50,6 +51,7 @@ def test_default_run_writes_every_output(tmp_path, warm_kernels):
                 "wall_s", "compute_s", "comm_s", "wait_s", "config"):
         assert key in s, key
     assert s["workers"] == 2 and s["servers"] == 1 and s["iterations"] == 4 and s["topics"] == 6
+    assert s["sampler"] == "dense" and s["config"]["sampler"] == "auto"   # auto at K = 6
     assert s["loglik"] < 0 and s["perplexity"] == pytest.approx(np.exp(-s["loglik_per_token"]))
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in lines] == [0, 1, 2, 3, 4]
@@ -65,7 +67,7 @@ def test_default_run_writes_every_output(tmp_path, warm_kernels):
     assert len(topics) == 6 and all(len(t.split(":")[1].split()) == 20 for t in topics)
 
 
-@pytest.mark.parametrize("sampler,n", [("alias", 3), ("sparse", 3), ("alias", 4)])
+@pytest.mark.parametrize("sampler,n", [("alias", 3), ("sparse", 3), ("alias", 4), ("auto", 3)])
 def test_s0_equals_serial_simulation(tmp_path, warm_kernels, sampler, n):
     from jobs.data.corpus import synthetic_corpus
     from jobs.lda import simulate_bsp
@@ -79,6 +81,21 @@ def test_s0_equals_serial_simulation(tmp_path, warm_kernels, sampler, n):
     assert np.array_equal(m["nwk"], nwk)
     assert np.array_equal(m["nk"], nk)
     assert np.array_equal(m["z"], z)
+
+
+def test_auto_sampler_by_number_of_topics():
+    from kernels import lda as L
+    from jobs.data.corpus import synthetic_corpus
+    from jobs.lda import LdaWorker, simulate_bsp
+    assert L.auto_sampler(100) == L.auto_sampler(L.DENSE_MAX_K) == "dense"
+    assert L.auto_sampler(L.DENSE_MAX_K + 1) == L.auto_sampler(1000) == "alias"
+    for K, expect in ((6, "dense"), (L.DENSE_MAX_K + 1, "alias")):
+        wk = LdaWorker(np.array([0, 2]), np.array([0, 1]), 2, K, 0, 0, 0.1, 0.01, "auto", 2, 2)
+        assert wk.sampler == expect
+    corpus, _, _ = synthetic_corpus(n_docs=40, seed=3)
+    runs = [simulate_bsp(corpus, 2, 6, 2, sampler=s, seed=1) for s in ("auto", "dense", "sparse")]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
+    assert not np.array_equal(runs[0][2], runs[2][2])
 
 
 def test_s0_run_is_reproducible_and_seed_matters(tmp_path, warm_kernels):

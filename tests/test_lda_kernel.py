@@ -124,6 +124,28 @@ def test_chi_square_detects_a_wrong_conditional(sampler):
     assert _chi2_p(draws, wrong, K) < 1e-6
 
 
+@pytest.mark.parametrize("sampler", ["sparse", "alias", "dense"])
+@pytest.mark.parametrize("K", [13, 21])
+def test_token_draws_match_exact_conditional_many_topics(sampler, K):
+    """K above the dense sampler's 8 SIMD lanes and not a multiple of 8: the
+    two-level draw (lane, then topic in the lane) and its zero padding are
+    exercised; the word has a few topics far more likely than the rest."""
+    V = 6
+    doc_ptr, words, z = _tiny(seed=4, V=V, K=K, lens=(9, 7, 12))
+    rng = np.random.default_rng(6)
+    nwk, nk, nwk_d, nk_d = _replica(words, z, V, K, rng)
+    nwk[words[10], [2, 9, K - 1]] += 40          # peaked row, incl. the last (padded) lane
+    nk = nk + (nwk.sum(0) - nk)
+    p = _exact_conditional(doc_ptr, words, z, 10, nwk, nk, K, ALPHA, BETA)
+    f = {"sparse": _sparse_draws, "alias": _mh_draws, "dense": _dense_draws}[sampler]
+    draws = f(doc_ptr, words, z, 10, nwk, nk, nwk_d, nk_d, 60000)
+    assert _chi2_p(draws, p, K) > 1e-4
+    wrong = p.copy()
+    lo = int(np.argmin(p))
+    wrong[[9, lo]] = wrong[[lo, 9]]                # a likely and an unlikely topic swapped
+    assert _chi2_p(draws, wrong, K) < 1e-6
+
+
 def test_mh_with_stale_proposal_counts_is_still_exact():
     """Alias tables built from a replica whose pending deltas are large: the
     proposal is far from the target, the chain must still target it."""
