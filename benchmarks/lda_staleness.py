@@ -140,7 +140,7 @@ def parse(argv):
                    help="documents of the built-in synthetic corpus (~100 tokens each)")
     p.add_argument("--topics", "-K", type=int, default=20, help="number of topics K")
     p.add_argument("--iterations", type=int, default=40, help="Gibbs sweeps per run")
-    p.add_argument("--sampler", default="alias", help="the job's --sampler")
+    p.add_argument("--sampler", default="auto", help="the job's --sampler (auto: what jobs.lda runs by default)")
     p.add_argument("--staleness", nargs="+", default=["0", "1", "3", "inf"],
                    help="staleness values (the first, without straggler, is the baseline)")
     p.add_argument("--straggle", default="1:2.0", help="the job's --straggle in the straggler runs")
