@@ -780,6 +780,12 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
     ka = K * alpha
     dmass = dn_mass[0]
     cnt = np.zeros(K, dtype=np.int32)
+    # 1 / (n_k + V beta), kept up to date as tokens move: no division per step
+    inv_nk = np.empty(K, dtype=np.float64)
+    for k in range(K):
+        inv_nk[k] = 1.0 / (_clamp(nk[k]) + vb)
+    k_per_dmass = K / dmass
+    inv_alpha = 1.0 / alpha
     x = state[0]
     if token >= 0:
         lo_d = 0
@@ -822,13 +828,14 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                 aoff = int(al_hdr[w, 0])
                 wmass = al_hdr[w, 1]
                 am = int(al_hdr[w + 1, 0]) - aoff
+                am_per_wmass = am / wmass if wmass > 0.0 else 0.0
                 base = (i - i_lo) * steps
                 touch += nwk[w, z[i]]
                 for step in range(mh_steps):
                     x = _xs(x)
                     u = _hi01(x) * (wmass + dmass)
                     if u < wmass:
-                        r = u / wmass * am
+                        r = u * am_per_wmass
                         j = int(r)
                         if j >= am:
                             j = am - 1
@@ -840,7 +847,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                             t = int(al_ent[e, 2])
                             qb = float(al_ent[e, 4])
                     else:
-                        r = (u - wmass) / dmass * K
+                        r = (u - wmass) * k_per_dmass
                         j = int(r)
                         if j >= K:
                             j = K - 1
@@ -863,7 +870,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                         p_j[base + step] = j
                         touch += nwk[w, z[j]]
                     else:
-                        t = int((u - n_other) / alpha)
+                        t = int((u - n_other) * inv_alpha)
                         if t >= K:
                             t = K - 1
                         p_j[base + step] = -(t + 1)
@@ -876,7 +883,9 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                 # is only written when the token actually moves.
                 s = s0
                 cd_s = cnt[s0] - 1 + alpha
-                pw_s = (_clamp(nwk[w, s0] - 1) + beta) / (_clamp(nk[s0] - 1) + vb)
+                inv_s0 = 1.0 / (_clamp(nk[s0] - 1) + vb)     # n_k without token i
+                pw_s0 = (_clamp(nwk[w, s0] - 1) + beta) * inv_s0
+                pw_s = pw_s0
                 qb_s = -1.0          # word-proposal weight of s (lazy)
                 base = (i - i_lo) * steps
                 for step in range(mh_steps):
@@ -889,9 +898,12 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                             qb_t = (_clamp(nwk[w, t] - nwk_d[w, t]) + beta) * inv_base[t]
                         if qb_s < 0.0:
                             qb_s = (_clamp(nwk[w, s] - nwk_d[w, s]) + beta) * inv_base[s]
-                        own = 1 if t == s0 else 0
-                        cd_t = cnt[t] - own + alpha
-                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
+                        if t == s0:
+                            cd_t = cnt[t] - 1 + alpha
+                            pw_t = pw_s0
+                        else:
+                            cd_t = cnt[t] + alpha
+                            pw_t = (_clamp(nwk[w, t]) + beta) * inv_nk[t]
                         if _hi01(x) * (cd_s * pw_s * qb_t) < cd_t * pw_t * qb_s:
                             s = t
                             cd_s = cd_t
@@ -902,7 +914,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                     t = z[jj] if jj >= 0 else -jj - 1
                     if t != s:
                         own = 1 if t == s0 else 0
-                        pw_t = (_clamp(nwk[w, t] - own) + beta) / (_clamp(nk[t] - own) + vb)
+                        pw_t = pw_s0 if own else (_clamp(nwk[w, t]) + beta) * inv_nk[t]
                         if _lo01(x) * pw_s < pw_t:
                             s = t
                             pw_s = pw_t
@@ -920,6 +932,8 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
                     nk[s] += 1
                     nk_d[s] += 1
                     z[i] = s
+                    inv_nk[s0] = inv_s0
+                    inv_nk[s] = 1.0 / (_clamp(nk[s]) + vb)
                 if token >= 0:
                     draws[rep] = s
         for i in range(lo, hi):
