@@ -196,6 +196,32 @@ def doc_topic_counts(doc_ptr, z, n_topics):
 # ---------------------------------------------------------------------------
 # SparseLDA
 
+@njit(inline="always")
+def _doc_range(doc_ptr, token, d0, d1):
+    """Documents a sampler call covers: d0..d1-1, or (``token >= 0``) the one
+    document holding that token (binary search)."""
+    if token < 0:
+        return d0, d1
+    lo_d = 0
+    hi_d = doc_ptr.shape[0] - 1
+    while hi_d - lo_d > 1:
+        mid = (lo_d + hi_d) // 2
+        if doc_ptr[mid] <= token:
+            lo_d = mid
+        else:
+            hi_d = mid
+    return lo_d, lo_d + 1
+
+
+@njit(inline="always")
+def _token_range(token, lo, hi, n_draws):
+    """Tokens of document lo..hi-1 a call samples and how many passes: all of
+    them once, or (``token >= 0``) that token ``n_draws`` times."""
+    if token >= 0:
+        return token, token + 1, n_draws
+    return lo, hi, 1
+
+
 @njit(cache=True)
 def sparse_prepare(nwk, words, d_tokens_lo, d_tokens_hi):
     """Per-word lists of topics with a positive count in the replica, with
@@ -274,20 +300,7 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
         inv[k] = 1.0 / (_clamp(nk[k]) + vb)
         qcoef[k] = alpha * inv[k]
     x = state[0]
-    if token >= 0:
-        # find the token's document
-        d0 = 0
-        d1 = doc_ptr.shape[0] - 1
-        lo_d = 0
-        hi_d = d1
-        while hi_d - lo_d > 1:
-            mid = (lo_d + hi_d) // 2
-            if doc_ptr[mid] <= token:
-                lo_d = mid
-            else:
-                hi_d = mid
-        d0 = lo_d
-        d1 = lo_d + 1
+    d0, d1 = _doc_range(doc_ptr, token, d0, d1)
     for d in range(d0, d1):
         lo = doc_ptr[d]
         hi = doc_ptr[d + 1]
@@ -309,14 +322,7 @@ def _sparse_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta,
             k = dtop[j]
             r_sum += cnt[k] * beta * inv[k]
             qcoef[k] = (cnt[k] + alpha) * inv[k]
-        if token >= 0:
-            i_lo = token
-            i_hi = token + 1
-            reps = n_draws
-        else:
-            i_lo = lo
-            i_hi = hi
-            reps = 1
+        i_lo, i_hi, reps = _token_range(token, lo, hi, n_draws)
         for rep in range(reps):
             for i in range(i_lo, i_hi):
                 w = words[i]
@@ -555,17 +561,7 @@ def _dense_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, st
     x = state[0]
     n_tok = words.shape[0]
     touch = np.int64(0)
-    if token >= 0:
-        lo_d = 0
-        hi_d = doc_ptr.shape[0] - 1
-        while hi_d - lo_d > 1:
-            mid = (lo_d + hi_d) // 2
-            if doc_ptr[mid] <= token:
-                lo_d = mid
-            else:
-                hi_d = mid
-        d0 = lo_d
-        d1 = lo_d + 1
+    d0, d1 = _doc_range(doc_ptr, token, d0, d1)
     for d in range(d0, d1):
         lo = doc_ptr[d]
         hi = doc_ptr[d + 1]
@@ -574,14 +570,7 @@ def _dense_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, st
         for i in range(lo, hi):
             k = z[i]
             coef[k] = (cnt[k] + a32) * inv[k]
-        if token >= 0:
-            i_lo = token
-            i_hi = token + 1
-            reps = n_draws
-        else:
-            i_lo = lo
-            i_hi = hi
-            reps = 1
+        i_lo, i_hi, reps = _token_range(token, lo, hi, n_draws)
         for rep in range(reps):
             for i in range(i_lo, i_hi):
                 w = words[i]
@@ -787,17 +776,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
     k_per_dmass = K / dmass
     inv_alpha = 1.0 / alpha
     x = state[0]
-    if token >= 0:
-        lo_d = 0
-        hi_d = doc_ptr.shape[0] - 1
-        while hi_d - lo_d > 1:
-            mid = (lo_d + hi_d) // 2
-            if doc_ptr[mid] <= token:
-                lo_d = mid
-            else:
-                hi_d = mid
-        d0 = lo_d
-        d1 = lo_d + 1
+    d0, d1 = _doc_range(doc_ptr, token, d0, d1)
     maxlen = 1
     for d in range(d0, d1):
         if doc_ptr[d + 1] - doc_ptr[d] > maxlen:
@@ -813,14 +792,7 @@ def _mh_docs(doc_ptr, words, z, d0, d1, nwk, nk, nwk_d, nk_d, alpha, beta, mh_st
         for i in range(lo, hi):
             cnt[z[i]] += 1
         n_other = hi - lo - 1
-        if token >= 0:
-            i_lo = token
-            i_hi = token + 1
-            reps = n_draws
-        else:
-            i_lo = lo
-            i_hi = hi
-            reps = 1
+        i_lo, i_hi, reps = _token_range(token, lo, hi, n_draws)
         for rep in range(reps):
             # ---- pass A: proposals (state-independent parts) and prefetch
             for i in range(i_lo, i_hi):
