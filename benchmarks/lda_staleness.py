@@ -47,6 +47,7 @@ import shutil
 import sys
 import tempfile
 
+from benchmarks._sweep import add_run_options
 from benchmarks.mf_staleness import fmt, median, time_to
 
 
@@ -153,13 +154,7 @@ def parse(argv):
                    help="interleaved rounds (one run trains for a few seconds, less than the "
                         "machine's load swings: use several; ~2.5 min per round here)")
     p.add_argument("--seed", type=int, default=0, help="the job's --seed")
-    p.add_argument("--job-arg", action="append", default=[],
-                   help="extra jobs.lda argument (repeat; e.g. --job-arg=--alpha=0.5)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per run")
-    p.add_argument("--out", default="out/bench/lda_staleness.png", help="PNG plot")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--workdir", default=None,
-                   help="keep the job outputs here (default: a temporary folder, removed)")
+    add_run_options(p, "jobs.lda", "--alpha=0.5", "out/bench/lda_staleness.png")
     return p.parse_args(argv)
 
 

@@ -89,6 +89,8 @@ import statistics
 import sys
 import tempfile
 
+from benchmarks._sweep import add_run_options
+
 
 def job_argv(args, s, out):
     return ["--synthetic-users", str(args.users), "--synthetic-items", str(args.items),
@@ -224,13 +226,7 @@ def parse(argv):
                    help="interleaved rounds (the training is short next to the machine's "
                         "load swings: use several)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
-    p.add_argument("--job-arg", action="append", default=[],
-                   help="extra jobs.mf argument (repeat; e.g. --job-arg=--lr=0.1)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per run")
-    p.add_argument("--out", default="out/bench/mf_staleness.png", help="PNG plot")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--workdir", default=None,
-                   help="keep the job outputs here (default: a temporary folder, removed)")
+    add_run_options(p, "jobs.mf", "--lr=0.1", "out/bench/mf_staleness.png")
     return p.parse_args(argv)
 
 
