@@ -10,3 +10,14 @@ def add_run_options(p, job, example, png):
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--workdir", default=None,
                    help="keep the job outputs here (default: a temporary folder, removed)")
+
+
+def save_figure(fig, path):
+    """Write ``fig`` to ``path`` (creating its folder) and close it."""
+    import os
+    import matplotlib.pyplot as plt
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

@@ -47,7 +47,7 @@ import shutil
 import sys
 import tempfile
 
-from benchmarks._sweep import add_run_options
+from benchmarks._sweep import add_run_options, save_figure
 from benchmarks.mf_staleness import fmt, median, time_to
 
 
@@ -126,11 +126,7 @@ def plot(path, runs, order, target, title):
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title[0], fontsize=9)
     fig.tight_layout()
-    d = os.path.dirname(path)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def parse(argv):

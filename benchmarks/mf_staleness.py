@@ -89,7 +89,7 @@ import statistics
 import sys
 import tempfile
 
-from benchmarks._sweep import add_run_options
+from benchmarks._sweep import add_run_options, save_figure
 
 
 def job_argv(args, s, out):
@@ -173,11 +173,7 @@ def plot(path, runs, order, target, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    d = os.path.dirname(path)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def median(xs):
