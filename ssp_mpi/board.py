@@ -72,7 +72,18 @@ class Board:
         return int(b[3 * self.n_workers + which])
 
     def publish_clock(self, worker, clock):
-        self._put(worker, clock, MPI.REPLACE)
+        """Publish ``clock`` as ``worker``'s and return a snapshot of the
+        board taken after it, in the same round trip (one ``Flush``: the
+        replace and the read of the same element are ordered, MPI's default
+        accumulate ordering)."""
+        self._one[0] = clock
+        win = self.window.win
+        win.Accumulate([self._one, 1, MPI.INT64_T], self.home, target=(worker, 1, MPI.INT64_T),
+                       op=MPI.REPLACE)
+        win.Get_accumulate([self._buf, self.size, MPI.INT64_T], [self._buf, self.size, MPI.INT64_T],
+                           self.home, target=(0, self.size, MPI.INT64_T), op=MPI.NO_OP)
+        win.Flush(self.home)
+        return self._buf.copy()
 
     def publish_reads_done(self, worker, clock):
         self._put(self.n_workers + worker, clock, MPI.REPLACE)

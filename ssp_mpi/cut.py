@@ -185,16 +185,18 @@ class WorkerCuts:
             self.board.publish_seen(self.w.index, (gen << 32) | stop_at)
             self.seen = gen
 
-    def boundary(self):
-        """Called right after the worker published clock ``c``."""
+    def boundary(self, snapshot):
+        """Called right after the worker published clock ``c``, with the
+        board as read in the same round trip."""
         w, board = self.w, self.board
         c = w.clock_value
         kind = signals.take()
         if kind:
             board.raise_flag(FLAG_REQUEST, ((self.cutter.generation + 1) << 2) | kind)
+            snapshot = None                 # read again: the flag just raised
         if self.target is None:
             with w.stats.comm():
-                self.note(board.read(), c)
+                self.note(board.read() if snapshot is None else snapshot, c)
             if self.seen > self.cutter.generation:
                 self._agree(self.seen)
         requested = self.target is not None and self.target == c

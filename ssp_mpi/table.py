@@ -235,9 +235,7 @@ class WorkerTable:
         oldest, last = self.freshness.oldest(rs)
         must = oldest < 0 or oldest < need
         if must or (self.spec.refresh == "clock" and last < c):
-            server_clock = self._w.wait_server_clock(need) if must and need > 0 \
-                else self._w.server_clock()
-            self._fetch(rs, server_clock)
+            self._fetch(rs, self._w.server_clock_at_least(need))
         self._w.record_read(self, rs, c)
         return self.replica
 
@@ -292,8 +290,7 @@ class WorkerTable:
     # -- push (called by Worker.clock) ------------------------------------
     def push(self):
         """Accumulate the oplog's non-zero rows into the shards; returns bytes
-        sent.  The worker flushes every window afterwards, then calls
-        ``after_flush``."""
+        sent.  The worker then calls ``complete_push`` on every table."""
         if self._delta_clean:
             return 0
         delta = self._delta
@@ -337,10 +334,12 @@ class WorkerTable:
     def _rowset_uncached(self, rows):
         return RowSet(rows, self.spec.rows, self.spec.cols, self.spec.dtype, len(self._servers))
 
-    def after_flush(self):
-        """The pushed increments are now at the servers: clear the oplog."""
+    def complete_push(self):
+        """Wait until the pushed increments are at the servers (no flush when
+        nothing was pushed), then clear the oplog."""
         if self._pending is None:
             return
+        self._window.win.Flush_all()
         push_set, temporary = self._pending
         if push_set.is_all:
             zero(self._delta)

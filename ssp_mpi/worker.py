@@ -72,13 +72,28 @@ class Worker:
             self._known_server_clock = self._board.server_clock()
         return self._known_server_clock
 
+    def server_clock_at_least(self, need):
+        """A server clock observed before now and ``>= need`` (waiting for it
+        if need be), to stamp a read with.  The board is read only when the
+        newest value this worker has seen (at its last ``clock()`` or wait)
+        is below ``need``: an SSP read that needs no wait costs no board
+        round trip.  Rows fetched after the returned value was observed hold
+        every update of the clocks below it."""
+        if self._known_server_clock >= need:
+            return self._known_server_clock
+        return self.wait_server_clock(need)
+
+    def _saw(self, snapshot):
+        """Remember the server clock a board snapshot shows."""
+        self._known_server_clock = max(self._known_server_clock,
+                                       self._board.server_clock(snapshot))
+        return self._known_server_clock
+
     def wait_server_clock(self, target):
         """Block (sleeping) until the server clock is >= ``target``."""
         if self._known_server_clock >= target:
             return self.server_clock()
-        snap = self._wait_until(lambda b: self._board.server_clock(b) >= target)
-        self._known_server_clock = self._board.server_clock(snap)
-        return self._known_server_clock
+        return self._saw(self._wait_until(lambda b: self._board.server_clock(b) >= target))
 
     def _wait_until(self, done):
         """Sleep-poll the board until ``done(snapshot)``.  While waiting, the
@@ -125,14 +140,14 @@ class Worker:
         with self.stats.comm():
             for t in self._tables.values():
                 sent += t.push()
-            for name, t in self._tables.items():
-                t._window.win.Flush_all()
-                t.after_flush()
+            for t in self._tables.values():
+                t.complete_push()
             self.clock_value += 1
-            self._board.publish_clock(self.index, self.clock_value)
+            snap = self._board.publish_clock(self.index, self.clock_value)
+            self._saw(snap)
         self.stats.moved(out_bytes=sent)
         record = self.stats.end_clock(self.clock_value - 1)
-        self.cuts.boundary()          # checkpoint / stop at this boundary if due
+        self.cuts.boundary(snap)      # checkpoint / stop at this boundary if due
         return record
 
     # -- collectives among workers (they sleep while they wait) -----------

@@ -33,6 +33,9 @@ class FakeWorker:
     def server_clock(self):
         return self.sclock
 
+    def server_clock_at_least(self, need):
+        return self.sclock if self.sclock >= need else self.wait_server_clock(need)
+
     def wait_server_clock(self, target):
         self.waited_for.append(target)
         self.sclock = max(self.sclock, target)   # pretend the others caught up
@@ -114,8 +117,7 @@ def test_push_sends_only_dirty_rows_and_clears_oplog(table):
     t.inc([7], np.array([[1, 2, 3]]))
     sent = t.push()
     assert sent == 3 * 8                    # one row of three int64
-    win.win.Flush_all()
-    t.after_flush()
+    t.complete_push()
     assert not t.delta.any()
     got = server_values(win)
     assert got[7].tolist() == [22, 24, 26] and got[6].tolist() == [18, 19, 20]
@@ -132,8 +134,7 @@ def test_push_reuses_a_row_set_read_before(table):
     t.inc([1, 4], np.ones((2, 3), np.int64))
     t.push()
     assert t._pending == (rs, False)
-    win.win.Flush_all()
-    t.after_flush()
+    t.complete_push()
     assert rs.transfers and server_values(win)[[1, 4]].tolist() == [[4, 5, 6], [13, 14, 15]]
 
 
@@ -148,8 +149,7 @@ def test_dense_oplog_pushes_skip_the_scan_then_rescan(table):
     def push_one(rows, value):
         t.inc(rows, np.full((len(rows), 3), value, np.int64))
         sent = t.push()
-        win.win.Flush_all()
-        t.after_flush()
+        t.complete_push()
         assert not t.delta.any()
         return sent
 
