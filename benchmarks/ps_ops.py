@@ -25,11 +25,14 @@ same run and against the same server:
 Untimed set-up before each pair: ``clock()`` with an empty oplog before a
 read (so that the read is a real one at a new clock), filling the oplog
 before a push.
-Reading the figures: below ~10^4 rows an operation is latency-bound, and an
-SSP read at a new clock is two RMA round trips (the clock board, then the
-rows) plus ~20-30 us of Python, against one round trip for the raw read.  A
-push also clears the oplog (a memory pass as long as the accumulate for
-narrow rows), hence the second push line.  A scattered read also lands the
+Reading the figures: below ~10^4 rows an operation is latency-bound (one
+RMA round trip on shared memory is ~5 us).  An SSP read that needs no wait
+is one round trip, like the raw read (the worker knows the server clock
+from the board snapshot its last ``clock()`` took in the same round trip as
+publishing its clock), plus ~5-10 us of Python bookkeeping; a push is two
+(the increments, then publishing the clock once they are complete), plus
+the Python.  A push also clears the oplog (a memory pass as long as the
+accumulate for narrow rows), hence the second push line.  A scattered read also lands the
 rows in place in the full-size replica.
 
 The two are timed alternately, pair by pair; it prints the median time of
