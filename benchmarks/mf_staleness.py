@@ -100,7 +100,7 @@ def job_argv(args, s, out):
             "--clocks-per-epoch", str(args.clocks_per_epoch), "--seed", str(args.seed),
             "--eval-every", "0", "--eval-seconds", str(args.eval_seconds),
             "--stop-when", args.stop_when, "--staleness", str(s), "--servers", "1",
-            "--straggle", args.straggle, "--out", out] + list(args.job_arg)
+            "--straggle", args.straggle, "--split", args.split, "--out", out] + list(args.job_arg)
 
 
 def read_curve(out):
@@ -203,6 +203,10 @@ def parse(argv):
     p.add_argument("--staleness", nargs="+", default=["0", "1", "3", "inf"],
                    help="staleness values (the first is the baseline of the speed-up)")
     p.add_argument("--straggle", default="1:2.0", help="the job's --straggle")
+    p.add_argument("--split", choices=["users", "ratings"], default="users",
+                   help="the job's --split: users -- each worker trains its own users' "
+                        "ratings; ratings -- Bosen's / the SSP paper's setting, ratings dealt "
+                        "regardless of user, both factor matrices in tables")
     p.add_argument("--stop-when", choices=["own", "slowest"], default="slowest",
                    help="the job's --stop-when (slowest: fast workers keep training until "
                         "the straggler has done --epochs)")
@@ -257,8 +261,8 @@ def simulate(args, s, eval_dt=1.0):
     nu, ni, k = train.n_users, train.n_items, jargs.rank
     factor = straggle_factors(args.straggle)
     n_w = len(factor)
-    bounds = mf.user_bounds(train.users, nu, n_w)
-    W = [mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_w) for w in range(n_w)]
+    W = [mf.make_worker(train, test, opts, w, n_w) for w in range(n_w)]
+    user_table = opts["user_table"]
     P = mf.initial_factors(nu, k, jargs.seed, 1, jargs.init_scale, dt)
     Q = mf.initial_factors(ni, k, jargs.seed, 2, jargs.init_scale, dt)
     bu, bi = np.zeros(nu, dt), np.zeros(ni, dt)
@@ -280,21 +284,30 @@ def simulate(args, s, eval_dt=1.0):
     def start(w, t):
         rQ, rbi = K.aligned_copy(Q), bi.copy()
         dQ, dbi = K.aligned_zeros(Q.shape, dt), np.zeros_like(bi)
-        W[w].step(clock[w], P, None, rQ, dQ, bu, None, rbi, dbi)
+        if user_table:          # P and bu are tables too: read now, pushed at the end
+            rP, rbu = K.aligned_copy(P), bu.copy()
+            dP, dbu = K.aligned_zeros(P.shape, dt), np.zeros_like(bu)
+            W[w].step(clock[w], rP, dP, rQ, dQ, rbu, dbu, rbi, dbi)
+        else:                   # each worker's own users, updated in place
+            dP = dbu = None
+            W[w].step(clock[w], P, None, rQ, dQ, bu, None, rbi, dbi)
         busy[w] = True
-        heapq.heappush(pending, (t + factor[w], w, dQ, dbi))
+        heapq.heappush(pending, (t + factor[w], w, (dQ, dbi, dP, dbu)))
 
     curve, next_eval, t = [], eval_dt, 0.0
     for w in range(n_w):
         if may_start(w):
             start(w, 0.0)
     while pending:
-        t, w, dQ, dbi = heapq.heappop(pending)
+        t, w, (dQ, dbi, dP, dbu) = heapq.heappop(pending)
         while next_eval <= t:
             curve.append((next_eval, min(clock) / cpe, max(clock) / cpe, rmse()))
             next_eval += eval_dt
         Q += dQ
         bi += dbi
+        if dP is not None:
+            P += dP
+            bu += dbu
         clock[w] += 1
         busy[w] = False
         for v in range(n_w):
