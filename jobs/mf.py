@@ -8,26 +8,41 @@ Model: ``pred(u, i) = mu + bu[u] + bi[i] + P[u] . Q[i]`` (``--no-bias``:
 biases), step size ``lr * (lr_offset + epoch) ** -lr_power`` (Bosen's
 schedule) or row-wise AdaGrad (``--adagrad``).  Kernels: ``kernels/mf.py``.
 
-Distribution: ratings are split across workers by user (contiguous user
-ranges with about equal numbers of ratings), so user factors ``P`` and user
-biases stay on their worker; item factors ``Q`` and item biases ``bi`` are
-parameter-server tables (``Q``: items x rank, ``bi``: items x 1) read with
-staleness ``--staleness``.  ``--user-table`` keeps ``P`` and ``bu`` in
-tables too (as Petuum Bosen does).  One epoch is ``--clocks-per-epoch``
+Distribution (``--split``): ``users`` (default) -- ratings are split across
+workers by user (contiguous user ranges with about equal numbers of
+ratings), so user factors ``P`` and user biases stay on their worker; item
+factors ``Q`` and item biases ``bi`` are parameter-server tables (``Q``:
+items x rank, ``bi``: items x 1) read with staleness ``--staleness``.
+``--user-table`` keeps ``P`` and ``bu`` in tables too (as Petuum Bosen
+does).  ``ratings`` -- Bosen's and the SSP paper's setting: the training
+ratings, and the test ratings, are dealt to the workers by a seeded
+permutation (``dealt_share``: balanced to one rating, deterministic for a
+``--seed`` and worker count, blind to user and item), so a user's ratings
+are on every worker; ``P`` and ``bu`` must then be tables, and ``--split
+ratings`` implies ``--user-table``.  One epoch is ``--clocks-per-epoch``
 clocks; each clock a worker runs the kernel on the next slice of its ratings
 (laid out once in cache-sized item strips, ``kernels.mf.block_order``, so a
 slice touches about 1/clocks-per-epoch of the items), reading under the SSP
-rule only the item rows that slice touches and pushing only those.  AdaGrad
-accumulators are local to each worker.
+rule only the item rows that slice touches and pushing only those; with
+``--user-table`` the same for the user rows the slice touches (under
+``--split ratings`` that is most users every clock).  The item blocks keep
+two workers off the same item in the same clock (``MfWorker``), but not off
+the same user: under ``--split ratings`` at staleness 0 two workers may
+both step a user from the same value within a clock and the table adds both
+increments (each rating still contributes one step; the steps of one clock
+are summed rather than chained), which ``simulate_bsp`` replays exactly.
+AdaGrad accumulators are local to each worker.
 
 Evaluation at every epoch boundary (``--eval-every``): train and test RMSE
-and the regularised objective, each worker on its own users with its own
-replica (exact at staleness 0, where every replica is the synchronised
-table); at the end, from the final tables.  ``--eval-seconds T`` adds an
-evaluation against time: every T seconds of training (a common origin after
-a barrier) each worker, at the start of its next clock, reads all its item
-rows (an SSP read at its clock: at staleness > 0 the servers' current
-values) and computes the test error of its users with its current factors;
+and the regularised objective, each worker on its own share of the train
+and test ratings with its own replica (exact at staleness 0, where every
+replica is the synchronised table; each user's and item's L2 term counted
+by one worker); at the end, from the final tables.  ``--eval-seconds T``
+adds an evaluation against time: every T seconds of training (a common
+origin after a barrier) each worker, at the start of its next clock, reads
+all its item rows (and with ``--user-table`` user rows; an SSP read at its
+clock: at staleness > 0 the servers' current values) and computes the test
+error of its share of the test ratings with its current factors;
 ``metrics_timed.jsonl`` has one record per time point that every worker
 reached, the sums of their parts, stamped with the latest worker's time.
 That is the model as of that moment (up to each worker's increments of the
@@ -51,9 +66,13 @@ Outputs in ``--out``: ``summary.json``, ``metrics.jsonl`` (one record per
 evaluation), ``model.h5`` (P, Q, bu, bi, mu, user_ids, item_ids).
 
 Checkpoints (``--checkpoint-every``, SIGTERM/SIGUSR1): the tables plus each
-worker's user rows, AdaGrad accumulators and evaluation history; a run
-stopped by a signal exits with status 75 (``EXIT_STOPPED``) after writing
-one, and ``--resume`` continues it.
+worker's user rows (unless in tables), AdaGrad accumulators and evaluation
+history; a run stopped by a signal exits with status 75 (``EXIT_STOPPED``)
+after writing one, and ``--resume`` continues it, also with another number
+of workers (``users``: the user rows and accumulators move to their new
+owners; ``ratings``: the ratings are dealt afresh for the new count, the
+user accumulators start from the workers' mean as the item ones do).  A
+checkpoint is resumed only with the ``--split`` it was written with.
 """
 from __future__ import annotations
 
