@@ -1,6 +1,6 @@
 """Staleness sweep after the SSP paper: time for jobs.mf to reach a target test RMSE with one worker slowed 2x.
 
-    python -m benchmarks.mf_staleness [--staleness 0 1 3 inf] [--straggle 1:2.0] [--ideal] [--out out/bench/mf_staleness.png]
+    python -m benchmarks.mf_staleness [--staleness 0 1 3 inf] [--straggle 1:2.0] [--split users|ratings] [--ideal] [--out out/bench/mf_staleness.png]
 
 For each staleness s, ``jobs.mf`` runs with 3 ranks (1 server + 2 workers,
 launched through ``ssp_mpi.launch.mpiexec``) on built-in synthetic planted
@@ -336,7 +336,8 @@ def main(argv=None):
     print(f"data: synthetic {args.users} users x {args.items} items, {args.ratings:,} ratings, "
           f"planted rank {args.synthetic_rank}, noise {args.noise}; rank {args.rank}, "
           f"{args.epochs} epochs x {args.clocks_per_epoch} clocks, --stop-when "
-          f"{args.stop_when}; 1 server + 2 workers, --straggle {args.straggle}; target test "
+          f"{args.stop_when}, --split {args.split}; 1 server + 2 workers, --straggle "
+          f"{args.straggle}; target test "
           f"RMSE {target:.4f}; {args.rounds} rounds", flush=True)
     runs = {s: [] for s in args.staleness}
     try:
@@ -432,7 +433,7 @@ def main(argv=None):
         by_target = []
     if args.rounds:
         plot(args.out, runs, args.staleness, target,
-             f"jobs.mf, 1 server + 2 workers, --straggle {args.straggle}; "
+             f"jobs.mf, 1 server + 2 workers, --straggle {args.straggle}, --split {args.split}; "
              f"{args.ratings:,} ratings, rank {args.rank}")
         print(f"plot: {args.out}")
     if args.json:
