@@ -66,6 +66,37 @@ gains come from stragglers that are transient (each worker slow now and
 then), which SSP absorbs; a persistent 2x straggler on one of two user
 shares bounds them as above.
 
+``--split ratings`` (the job's ``--split``: Bosen's and the SSP paper's
+setting): the ratings are dealt to the workers regardless of user and both
+factor matrices are tables, so every user has half its ratings on each
+worker and no part of the test set is trained by the straggler alone.  The
+bounds are then others.  Work: at s=0 the fast worker idles while the
+straggler finishes each clock, at s=inf it computes throughout; in the
+replay that is 1.5x the ratings per unit of time (1 + 1/2 clocks against
+2 x 1/2), so 1.5x needs a rating's step to do as much at s=inf as at s=0
+(in the measured runs the fast worker did 3-5x the straggler's clocks, as
+above).  Stale user increments: users have no strata, so at s > 0 the
+straggler's increments to a user, computed from values the fast worker has
+moved since, land on top of the fast worker's steps.  The replay shows
+that in the steep start: after one straggler epoch (8 units) the test RMSE
+is 0.55 at s=inf against 0.40 at s=0, and s=inf gains only near the
+plateau.  Noise-free replay (``--ideal --split ratings``, defaults; it is
+deterministic) at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13 x noise: s=1
+1.08 / 1.03 / 1.03 / 1.14 / 1.00, s=3 0.73 / 0.72 / 0.78 / 1.15 / 1.07,
+s=inf 0.92 / 0.94 / 1.06 / 1.87 / 1.09 (``--split users`` in the same
+replay: s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54, as above).  Measured on
+2026-11-27 on the shared 2-core machine (defaults, ``--split ratings``;
+other engineers' tests ran during some runs, visible as a slower straggler
+pace), s=inf over s=0 at 1.15 x noise, round by round: 1.85 / 1.19 / 1.34
+(median 1.34) in a 3-round sweep and 1.81 / 2.73 / 1.40 / 1.66 (median
+1.73) in a 4-round one; in the rounds where s=0 and s=inf ran at the same
+straggler pace (within 15 %) 1.19 / 1.34 / 1.81 / 1.40.  s=1 and s=3 stay
+at 0.98-1.12 (median).  A clock of ``--split ratings`` touches every user
+and computes ~30 % longer than one of ``--split users`` (straggler
+~235-270 against ~170-200 ms/clock on a quiet machine).  So the user split
+stays the default; ``--split ratings`` reaches 1.5x in some sweeps, not
+robustly.
+
 Target: ``--target`` (absolute), else ``--target-factor`` x the synthetic
 noise std (the best reachable test RMSE).  The default 1.15 x 0.25 = 0.2875:
 at the default size (40000 users x 8000 items, 12M ratings, ~270 training
