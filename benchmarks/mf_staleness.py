@@ -74,7 +74,7 @@ bounds are then others.  Work: at s=0 the fast worker idles while the
 straggler finishes each clock, at s=inf it computes throughout; in the
 replay that is 1.5x the ratings per unit of time (1 + 1/2 clocks against
 2 x 1/2), so 1.5x needs a rating's step to do as much at s=inf as at s=0
-(in the measured runs the fast worker did 3-5x the straggler's clocks, as
+(in the measured runs the fast worker did 2-5x the straggler's clocks, as
 above).  Stale user increments: users have no strata, so at s > 0 the
 straggler's increments to a user, computed from values the fast worker has
 moved since, land on top of the fast worker's steps.  The replay shows
@@ -86,16 +86,18 @@ deterministic) at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13 x noise: s=1
 s=inf 0.92 / 0.94 / 1.06 / 1.87 / 1.09 (``--split users`` in the same
 replay: s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54, as above).  Measured on
 2026-11-27 on the shared 2-core machine (defaults, ``--split ratings``;
-other engineers' tests ran during some runs, visible as a slower straggler
-pace), s=inf over s=0 at 1.15 x noise, round by round: 1.85 / 1.19 / 1.34
-(median 1.34) in a 3-round sweep and 1.81 / 2.73 / 1.40 / 1.66 (median
-1.73) in a 4-round one; in the rounds where s=0 and s=inf ran at the same
-straggler pace (within 15 %) 1.19 / 1.34 / 1.81 / 1.40.  s=1 and s=3 stay
-at 0.98-1.12 (median).  A clock of ``--split ratings`` touches every user
-and computes ~30 % longer than one of ``--split users`` (straggler
-~235-270 against ~170-200 ms/clock on a quiet machine).  So the user split
-stays the default; ``--split ratings`` reaches 1.5x in some sweeps, not
-robustly.
+other engineers' tests ran during many runs, visible as a slower straggler
+pace), s=inf over s=0 at 1.15 x noise, round by round, four sweeps: 1.85 /
+1.19 / 1.34 (median 1.34); 0.96 / 2.20 / 7.11 (median 2.20, a heavily
+loaded machine: straggler 260-840 ms/clock); 1.81 / 2.73 / 1.40 / 1.66
+(median 1.73); 1.46 / 1.50 / 0.45 / 4.04 (median 1.48).  s=1 and s=3 stay
+at 0.77-1.29 (sweep medians).  The same day, ``--split users``: 1.81 /
+3.26 / 1.06 (median 1.81, loaded) and 1.61 / 2.41 / 1.26 / 1.49 (median
+1.55).  A clock of ``--split ratings`` touches every user and takes longer
+than one of ``--split users`` (straggler ~190-270 against ~110-200 ms/clock
+in the least loaded runs).  So the user split stays the default: ``--split
+ratings`` reaches 1.5x in some sweeps, not robustly, and is not clearly
+ahead of the user split at this size.
 
 Target: ``--target`` (absolute), else ``--target-factor`` x the synthetic
 noise std (the best reachable test RMSE).  The default 1.15 x 0.25 = 0.2875:
