@@ -1,6 +1,6 @@
 """Staleness sweep after the SSP paper: time for jobs.mf to reach a target test RMSE with one worker slowed 2x.
 
-    python -m benchmarks.mf_staleness [--staleness 0 1 3 inf] [--straggle 1:2.0] [--ideal] [--out out/bench/mf_staleness.png]
+    python -m benchmarks.mf_staleness [--staleness 0 1 3 inf] [--straggle 1:2.0] [--split users|ratings] [--ideal] [--out out/bench/mf_staleness.png]
 
 For each staleness s, ``jobs.mf`` runs with 3 ranks (1 server + 2 workers,
 launched through ``ssp_mpi.launch.mpiexec``) on built-in synthetic planted
@@ -66,6 +66,39 @@ gains come from stragglers that are transient (each worker slow now and
 then), which SSP absorbs; a persistent 2x straggler on one of two user
 shares bounds them as above.
 
+``--split ratings`` (the job's ``--split``: Bosen's and the SSP paper's
+setting): the ratings are dealt to the workers regardless of user and both
+factor matrices are tables, so every user has half its ratings on each
+worker and no part of the test set is trained by the straggler alone.  The
+bounds are then others.  Work: at s=0 the fast worker idles while the
+straggler finishes each clock, at s=inf it computes throughout; in the
+replay that is 1.5x the ratings per unit of time (1 + 1/2 clocks against
+2 x 1/2), so 1.5x needs a rating's step to do as much at s=inf as at s=0
+(in the measured runs the fast worker did 2-5x the straggler's clocks, as
+above).  Stale user increments: users have no strata, so at s > 0 the
+straggler's increments to a user, computed from values the fast worker has
+moved since, land on top of the fast worker's steps.  The replay shows
+that in the steep start: after one straggler epoch (8 units) the test RMSE
+is 0.55 at s=inf against 0.40 at s=0, and s=inf gains only near the
+plateau.  Noise-free replay (``--ideal --split ratings``, defaults; it is
+deterministic) at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13 x noise: s=1
+1.08 / 1.03 / 1.03 / 1.14 / 1.00, s=3 0.73 / 0.72 / 0.78 / 1.15 / 1.07,
+s=inf 0.92 / 0.94 / 1.06 / 1.87 / 1.09 (``--split users`` in the same
+replay: s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54, as above).  Measured on
+2026-11-27 on the shared 2-core machine (defaults, ``--split ratings``;
+other engineers' tests ran during many runs, visible as a slower straggler
+pace), s=inf over s=0 at 1.15 x noise, round by round, four sweeps: 1.85 /
+1.19 / 1.34 (median 1.34); 0.96 / 2.20 / 7.11 (median 2.20, a heavily
+loaded machine: straggler 260-840 ms/clock); 1.81 / 2.73 / 1.40 / 1.66
+(median 1.73); 1.46 / 1.50 / 0.45 / 4.04 (median 1.48).  s=1 and s=3 stay
+at 0.77-1.29 (sweep medians).  The same day, ``--split users``: 1.81 /
+3.26 / 1.06 (median 1.81, loaded) and 1.61 / 2.41 / 1.26 / 1.49 (median
+1.55).  A clock of ``--split ratings`` touches every user and takes longer
+than one of ``--split users`` (straggler ~190-270 against ~110-200 ms/clock
+in the least loaded runs).  So the user split stays the default: ``--split
+ratings`` reaches 1.5x in some sweeps, not robustly, and is not clearly
+ahead of the user split at this size.
+
 Target: ``--target`` (absolute), else ``--target-factor`` x the synthetic
 noise std (the best reachable test RMSE).  The default 1.15 x 0.25 = 0.2875:
 at the default size (40000 users x 8000 items, 12M ratings, ~270 training
@@ -100,7 +133,7 @@ def job_argv(args, s, out):
             "--clocks-per-epoch", str(args.clocks_per_epoch), "--seed", str(args.seed),
             "--eval-every", "0", "--eval-seconds", str(args.eval_seconds),
             "--stop-when", args.stop_when, "--staleness", str(s), "--servers", "1",
-            "--straggle", args.straggle, "--out", out] + list(args.job_arg)
+            "--straggle", args.straggle, "--split", args.split, "--out", out] + list(args.job_arg)
 
 
 def read_curve(out):
@@ -203,6 +236,10 @@ def parse(argv):
     p.add_argument("--staleness", nargs="+", default=["0", "1", "3", "inf"],
                    help="staleness values (the first is the baseline of the speed-up)")
     p.add_argument("--straggle", default="1:2.0", help="the job's --straggle")
+    p.add_argument("--split", choices=["users", "ratings"], default="users",
+                   help="the job's --split: users -- each worker trains its own users' "
+                        "ratings; ratings -- Bosen's / the SSP paper's setting, ratings dealt "
+                        "regardless of user, both factor matrices in tables")
     p.add_argument("--stop-when", choices=["own", "slowest"], default="slowest",
                    help="the job's --stop-when (slowest: fast workers keep training until "
                         "the straggler has done --epochs)")
@@ -257,8 +294,8 @@ def simulate(args, s, eval_dt=1.0):
     nu, ni, k = train.n_users, train.n_items, jargs.rank
     factor = straggle_factors(args.straggle)
     n_w = len(factor)
-    bounds = mf.user_bounds(train.users, nu, n_w)
-    W = [mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_w) for w in range(n_w)]
+    W = [mf.make_worker(train, test, opts, w, n_w) for w in range(n_w)]
+    user_table = opts["user_table"]
     P = mf.initial_factors(nu, k, jargs.seed, 1, jargs.init_scale, dt)
     Q = mf.initial_factors(ni, k, jargs.seed, 2, jargs.init_scale, dt)
     bu, bi = np.zeros(nu, dt), np.zeros(ni, dt)
@@ -280,21 +317,30 @@ def simulate(args, s, eval_dt=1.0):
     def start(w, t):
         rQ, rbi = K.aligned_copy(Q), bi.copy()
         dQ, dbi = K.aligned_zeros(Q.shape, dt), np.zeros_like(bi)
-        W[w].step(clock[w], P, None, rQ, dQ, bu, None, rbi, dbi)
+        if user_table:          # P and bu are tables too: read now, pushed at the end
+            rP, rbu = K.aligned_copy(P), bu.copy()
+            dP, dbu = K.aligned_zeros(P.shape, dt), np.zeros_like(bu)
+            W[w].step(clock[w], rP, dP, rQ, dQ, rbu, dbu, rbi, dbi)
+        else:                   # each worker's own users, updated in place
+            dP = dbu = None
+            W[w].step(clock[w], P, None, rQ, dQ, bu, None, rbi, dbi)
         busy[w] = True
-        heapq.heappush(pending, (t + factor[w], w, dQ, dbi))
+        heapq.heappush(pending, (t + factor[w], w, (dQ, dbi, dP, dbu)))
 
     curve, next_eval, t = [], eval_dt, 0.0
     for w in range(n_w):
         if may_start(w):
             start(w, 0.0)
     while pending:
-        t, w, dQ, dbi = heapq.heappop(pending)
+        t, w, (dQ, dbi, dP, dbu) = heapq.heappop(pending)
         while next_eval <= t:
             curve.append((next_eval, min(clock) / cpe, max(clock) / cpe, rmse()))
             next_eval += eval_dt
         Q += dQ
         bi += dbi
+        if dP is not None:
+            P += dP
+            bu += dbu
         clock[w] += 1
         busy[w] = False
         for v in range(n_w):
@@ -323,7 +369,8 @@ def main(argv=None):
     print(f"data: synthetic {args.users} users x {args.items} items, {args.ratings:,} ratings, "
           f"planted rank {args.synthetic_rank}, noise {args.noise}; rank {args.rank}, "
           f"{args.epochs} epochs x {args.clocks_per_epoch} clocks, --stop-when "
-          f"{args.stop_when}; 1 server + 2 workers, --straggle {args.straggle}; target test "
+          f"{args.stop_when}, --split {args.split}; 1 server + 2 workers, --straggle "
+          f"{args.straggle}; target test "
           f"RMSE {target:.4f}; {args.rounds} rounds", flush=True)
     runs = {s: [] for s in args.staleness}
     try:
@@ -419,7 +466,7 @@ def main(argv=None):
         by_target = []
     if args.rounds:
         plot(args.out, runs, args.staleness, target,
-             f"jobs.mf, 1 server + 2 workers, --straggle {args.straggle}; "
+             f"jobs.mf, 1 server + 2 workers, --straggle {args.straggle}, --split {args.split}; "
              f"{args.ratings:,} ratings, rank {args.rank}")
         print(f"plot: {args.out}")
     if args.json:

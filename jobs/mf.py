@@ -8,26 +8,41 @@ Model: ``pred(u, i) = mu + bu[u] + bi[i] + P[u] . Q[i]`` (``--no-bias``:
 biases), step size ``lr * (lr_offset + epoch) ** -lr_power`` (Bosen's
 schedule) or row-wise AdaGrad (``--adagrad``).  Kernels: ``kernels/mf.py``.
 
-Distribution: ratings are split across workers by user (contiguous user
-ranges with about equal numbers of ratings), so user factors ``P`` and user
-biases stay on their worker; item factors ``Q`` and item biases ``bi`` are
-parameter-server tables (``Q``: items x rank, ``bi``: items x 1) read with
-staleness ``--staleness``.  ``--user-table`` keeps ``P`` and ``bu`` in
-tables too (as Petuum Bosen does).  One epoch is ``--clocks-per-epoch``
+Distribution (``--split``): ``users`` (default) -- ratings are split across
+workers by user (contiguous user ranges with about equal numbers of
+ratings), so user factors ``P`` and user biases stay on their worker; item
+factors ``Q`` and item biases ``bi`` are parameter-server tables (``Q``:
+items x rank, ``bi``: items x 1) read with staleness ``--staleness``.
+``--user-table`` keeps ``P`` and ``bu`` in tables too (as Petuum Bosen
+does).  ``ratings`` -- Bosen's and the SSP paper's setting: the training
+ratings, and the test ratings, are dealt to the workers by a seeded
+permutation (``dealt_share``: balanced to one rating, deterministic for a
+``--seed`` and worker count, blind to user and item), so a user's ratings
+are on every worker; ``P`` and ``bu`` must then be tables, and ``--split
+ratings`` implies ``--user-table``.  One epoch is ``--clocks-per-epoch``
 clocks; each clock a worker runs the kernel on the next slice of its ratings
 (laid out once in cache-sized item strips, ``kernels.mf.block_order``, so a
 slice touches about 1/clocks-per-epoch of the items), reading under the SSP
-rule only the item rows that slice touches and pushing only those.  AdaGrad
-accumulators are local to each worker.
+rule only the item rows that slice touches and pushing only those; with
+``--user-table`` the same for the user rows the slice touches (under
+``--split ratings`` that is most users every clock).  The item blocks keep
+two workers off the same item in the same clock (``MfWorker``), but not off
+the same user: under ``--split ratings`` at staleness 0 two workers may
+both step a user from the same value within a clock and the table adds both
+increments (each rating still contributes one step; the steps of one clock
+are summed rather than chained), which ``simulate_bsp`` replays exactly.
+AdaGrad accumulators are local to each worker.
 
 Evaluation at every epoch boundary (``--eval-every``): train and test RMSE
-and the regularised objective, each worker on its own users with its own
-replica (exact at staleness 0, where every replica is the synchronised
-table); at the end, from the final tables.  ``--eval-seconds T`` adds an
-evaluation against time: every T seconds of training (a common origin after
-a barrier) each worker, at the start of its next clock, reads all its item
-rows (an SSP read at its clock: at staleness > 0 the servers' current
-values) and computes the test error of its users with its current factors;
+and the regularised objective, each worker on its own share of the train
+and test ratings with its own replica (exact at staleness 0, where every
+replica is the synchronised table; each user's and item's L2 term counted
+by one worker); at the end, from the final tables.  ``--eval-seconds T``
+adds an evaluation against time: every T seconds of training (a common
+origin after a barrier) each worker, at the start of its next clock, reads
+all its item rows (and with ``--user-table`` user rows; an SSP read at its
+clock: at staleness > 0 the servers' current values) and computes the test
+error of its share of the test ratings with its current factors;
 ``metrics_timed.jsonl`` has one record per time point that every worker
 reached, the sums of their parts, stamped with the latest worker's time.
 That is the model as of that moment (up to each worker's increments of the
@@ -51,9 +66,13 @@ Outputs in ``--out``: ``summary.json``, ``metrics.jsonl`` (one record per
 evaluation), ``model.h5`` (P, Q, bu, bi, mu, user_ids, item_ids).
 
 Checkpoints (``--checkpoint-every``, SIGTERM/SIGUSR1): the tables plus each
-worker's user rows, AdaGrad accumulators and evaluation history; a run
-stopped by a signal exits with status 75 (``EXIT_STOPPED``) after writing
-one, and ``--resume`` continues it.
+worker's user rows (unless in tables), AdaGrad accumulators and evaluation
+history; a run stopped by a signal exits with status 75 (``EXIT_STOPPED``)
+after writing one, and ``--resume`` continues it, also with another number
+of workers (``users``: the user rows and accumulators move to their new
+owners; ``ratings``: the ratings are dealt afresh for the new count, the
+user accumulators start from the workers' mean as the item ones do).  A
+checkpoint is resumed only with the ``--split`` it was written with.
 """
 from __future__ import annotations
 
@@ -132,7 +151,13 @@ def build_parser():
     g.add_argument("--init-scale", type=positive_float, default=0.1,
                    help="initial factors uniform in [0, 2*scale/sqrt(rank))")
     g.add_argument("--user-table", action="store_true",
-                   help="keep user factors and biases in parameter-server tables too (Bosen)")
+                   help="keep user factors and biases in parameter-server tables too (Bosen); "
+                        "implied by --split ratings")
+    g.add_argument("--split", choices=["users", "ratings"], default="users",
+                   help="how ratings are shared out among workers: users -- contiguous user "
+                        "ranges (user factors stay with their worker); ratings -- a seeded "
+                        "balanced deal of the ratings regardless of user, with both factor "
+                        "matrices in tables (Bosen and the SSP paper; implies --user-table)")
     g.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="floating point type of factors and tables")
     g.add_argument("--item-block", type=nonneg_int, default=0,
@@ -153,7 +178,7 @@ JOB_KEYS = ("data", "format", "test", "test_fraction", "synthetic_users", "synth
             "synthetic_ratings", "synthetic_rank", "synthetic_noise", "rank", "epochs",
             "clocks_per_epoch", "lr", "lr_offset", "lr_power", "adagrad", "reg", "reg_bias",
             "bias", "init_scale", "user_table", "dtype", "item_block", "eval_every",
-            "eval_seconds", "stop_when")
+            "eval_seconds", "stop_when", "split")
 
 
 # --------------------------------------------------------------------------- data
@@ -193,6 +218,42 @@ def user_bounds(users, n_users, n_workers):
     return bounds
 
 
+def dealt_share(n, index, n_workers, seed, stream):
+    """``--split ratings``: the indices (sorted) of worker ``index``'s share
+    of ``n`` ratings: a permutation seeded by (seed, stream) dealt round
+    robin, so shares differ in size by at most one rating and the rule never
+    looks at the user or the item."""
+    perm = np.random.default_rng([int(seed), 7927, int(stream)]).permutation(int(n))
+    return np.sort(perm[int(index)::max(int(n_workers), 1)])
+
+
+def worker_share(train, test, split, index, n_workers, seed):
+    """(train indices, test indices, lo_user, hi_user) of worker ``index``.
+
+    ``users``: the ratings (train and test) of users ``lo_user <= u <
+    hi_user`` (``user_bounds``).  ``ratings``: ``dealt_share`` of the train
+    and of the test ratings; ``lo_user:hi_user`` are then only the users
+    whose L2 terms this worker adds to the objective (each user once)."""
+    bounds = user_bounds(train.users, train.n_users, n_workers)
+    lo, hi = int(bounds[index]), int(bounds[index + 1])
+    if split == "users":
+        sel = np.flatnonzero((train.users >= lo) & (train.users < hi))
+        tsel = np.flatnonzero((test.users >= lo) & (test.users < hi))
+    elif split == "ratings":
+        sel = dealt_share(len(train), index, n_workers, seed, 1)
+        tsel = dealt_share(len(test), index, n_workers, seed, 2)
+    else:
+        raise ValueError(f"--split {split!r}: expected users or ratings")
+    return sel, tsel, lo, hi
+
+
+def make_worker(train, test, opts, index, n_workers):
+    """The ``MfWorker`` of worker ``index`` of ``n_workers`` under ``opts["split"]``."""
+    sel, tsel, lo, hi = worker_share(train, test, opts.get("split", "users"), index,
+                                     n_workers, opts["seed"])
+    return MfWorker(train, test, lo, hi, opts, index, n_workers, share=(sel, tsel))
+
+
 def initial_factors(n, k, seed, stream, scale, dtype):
     """Deterministic initial factors from (seed, stream), independent of ranks."""
     return K.init_factors(n, k, [int(seed), int(stream)], scale=scale, dtype=dtype)
@@ -203,8 +264,11 @@ class MfWorker:
     """One worker's ratings (in tile order) and the per-clock step.
 
     Shared by the distributed job and ``simulate_bsp`` so that both run the
-    same schedule.  ``P``/``bu`` are the worker's user arrays (full size,
-    only its own rows touched); ``Q``/``bi`` replicas with deltas ``Qd``/``bid``.
+    same schedule.  ``P``/``bu`` are the worker's user arrays (full size;
+    ``--split users``: only its own rows touched) or, with ``--user-table``,
+    replicas with deltas ``Pd``/``bud``; ``Q``/``bi`` replicas with deltas
+    ``Qd``/``bid``.  ``share``: (train indices, test indices) of its ratings
+    (``worker_share``); without it, the ratings of users ``lo_user:hi_user``.
 
     The items are cut into ``clocks_per_epoch`` contiguous blocks with about
     equal numbers of ratings (the same cut on every worker); the clocks of an
@@ -214,13 +278,21 @@ class MfWorker:
     the same clock (DSGD's strata, Gemulla et al. 2011): at staleness 0 the
     summed increments never double-step an item.  Inside a block the
     ratings are in cache-sized item strips (``kernels.mf.block_order``).
+    Users have no such strata: under ``--split ratings`` two workers may
+    update the same user in the same clock, and at staleness 0 both start
+    from the same value and the tables add both increments (each rating
+    still contributes one SGD step; a user's steps of one clock are summed
+    instead of chained) -- ``simulate_bsp`` replays exactly that.
     """
 
-    def __init__(self, train, test, lo_user, hi_user, opts, index=0, n_workers=1):
+    def __init__(self, train, test, lo_user, hi_user, opts, index=0, n_workers=1, share=None):
         self.o = opts
         dt = np.dtype(opts["dtype"])
         cpe = opts["clocks_per_epoch"]
-        sel = np.flatnonzero((train.users >= lo_user) & (train.users < hi_user))
+        if share is None:
+            share = (np.flatnonzero((train.users >= lo_user) & (train.users < hi_user)),
+                     np.flatnonzero((test.users >= lo_user) & (test.users < hi_user)))
+        sel, tsel = share
         u, i, r = train.users[sel], train.items[sel], train.values[sel]
         ib = opts["item_block"] or K.auto_item_block(opts["rank"], dt.itemsize, n_buffers=2)
         perm, _ = K.block_order(u, i, train.n_users, train.n_items, ib)
@@ -231,13 +303,15 @@ class MfWorker:
         self.i = np.ascontiguousarray(i[perm], np.int32)
         self.r = np.ascontiguousarray(r[perm], dt)
         self.offset = (int(index) * cpe) // max(int(n_workers), 1)
-        tsel = np.flatnonzero((test.users >= lo_user) & (test.users < hi_user))
         self.tu = np.ascontiguousarray(test.users[tsel], np.int32)
         self.ti = np.ascontiguousarray(test.items[tsel], np.int32)
         self.tr = np.ascontiguousarray(test.values[tsel], dt)
         self.lo_user, self.hi_user = int(lo_user), int(hi_user)
         self.items_used = np.unique(np.concatenate([self.i, self.ti])).astype(np.int64)
-        self.users_used = np.arange(lo_user, hi_user, dtype=np.int64)
+        # the user rows an evaluation reads (with --user-table): those of its
+        # ratings and those whose L2 terms it reports (lo_user:hi_user)
+        self.users_used = np.unique(np.concatenate([
+            self.u, self.tu, np.arange(lo_user, hi_user)])).astype(np.int64)
         # ratings of item block p: bounds[p]:bounds[p + 1]
         self.bounds = np.searchsorted(self.item_bounds[1:-1], self.i, side="right")
         self.bounds = np.searchsorted(self.bounds, np.arange(cpe + 1), side="left").astype(
@@ -245,6 +319,9 @@ class MfWorker:
         # the items each clock's block touches: a clock reads and pushes only
         # those rows of Q and bi (evaluations read all of items_used)
         self.part_items = [np.unique(self.i[self.bounds[p]:self.bounds[p + 1]]).astype(np.int64)
+                           for p in range(cpe)]
+        # and the users (with --user-table: the rows of P and bu it reads and pushes)
+        self.part_users = [np.unique(self.u[self.bounds[p]:self.bounds[p + 1]]).astype(np.int64)
                            for p in range(cpe)]
         self.Gp = np.ones(train.n_users, dt)
         self.Gq = np.ones(train.n_items, dt)
@@ -312,7 +389,8 @@ class MfWorker:
 
     def evaluate(self, P, Q, bu, bi, with_items):
         """[train_sse, n_train, test_sse, n_test, reg_part]: this worker's sums.
-        ``reg_part``: L2 terms of its users (and of all items if ``with_items``)."""
+        ``reg_part``: L2 terms of users ``lo_user:hi_user`` (and of all items
+        if ``with_items``), so that the workers' sums count every row once."""
         o = self.o
         tr = K.sum_squared_error(self.u, self.i, self.r, P, Q, bu, bi, self.mu, o["bias"])
         te = K.sum_squared_error(self.tu, self.ti, self.tr, P, Q, bu, bi, self.mu, o["bias"]) \
@@ -335,21 +413,21 @@ def job_options(args, train):
             "lr": args.lr, "lr_offset": args.lr_offset, "lr_power": args.lr_power,
             "adagrad": bool(args.adagrad), "reg": args.reg, "reg_bias": args.reg_bias,
             "bias": bool(args.bias), "init_scale": args.init_scale, "dtype": args.dtype,
-            "item_block": args.item_block, "user_table": bool(args.user_table), "mu": mu,
-            "seed": args.seed}
+            "item_block": args.item_block, "mu": mu, "seed": args.seed,
+            "user_table": bool(args.user_table or args.split == "ratings"),
+            "split": args.split}
 
 
 def simulate_bsp(train, test, n_workers, opts):
     """Serial replay of the staleness-0 schedule of the distributed job: at
     every clock each worker starts from the tables after all previous clocks
-    and the tables then add every worker's increments.  Returns (P, Q, bu, bi)
-    equal, to rounding, to a distributed run with the same options."""
+    and the tables then add every worker's increments (also to a user two
+    workers updated in the same clock, ``--split ratings``).  Returns (P, Q,
+    bu, bi) equal, to rounding, to a distributed run with the same options."""
     dt = np.dtype(opts["dtype"])
     k = opts["rank"]
     nu, ni = train.n_users, train.n_items
-    bounds = user_bounds(train.users, nu, n_workers)
-    workers = [MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_workers)
-               for w in range(n_workers)]
+    workers = [make_worker(train, test, opts, w, n_workers) for w in range(n_workers)]
     P = initial_factors(nu, k, opts["seed"], 1, opts["init_scale"], dt)
     Q = initial_factors(ni, k, opts["seed"], 2, opts["init_scale"], dt)
     bu = np.zeros(nu, dt)
@@ -401,9 +479,23 @@ def _jsonable_staleness(s):
 
 
 # --------------------------------------------------------------------------- main
+def _resolve_resume(args, checkpoint_dir):
+    """The checkpoint ``--resume`` names; refused if it was written with
+    another ``--split`` (the workers' shares and local state differ)."""
+    from ssp_mpi.checkpoint import resolve
+    ck = resolve(True if args.resume == "latest" else args.resume, checkpoint_dir)
+    was = (ck.config.get("job") or {}).get("split", "users")
+    if was != args.split:
+        raise InputError(f"--resume {ck.path}: that run used --split {was}, this one "
+                         f"--split {args.split}; resume with --split {was} (or start afresh "
+                         "without --resume)")
+    return ck
+
+
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
+    args.user_table = args.user_table or args.split == "ratings"   # documented in --help
     from mpi4py import MPI
     world = MPI.COMM_WORLD
 
@@ -418,9 +510,7 @@ def main(argv=None):
     cfg = config_from_args(args, job)
     resume = None
     if args.resume:
-        from ssp_mpi.checkpoint import resolve
-        resume = agree(world, resolve, True if args.resume == "latest" else args.resume,
-                       cfg.checkpoint_dir)
+        resume = agree(world, _resolve_resume, args, cfg.checkpoint_dir)
     seed, scale = args.seed, args.init_scale
     tables = [TableSpec("Q", ni, k, args.dtype, staleness=staleness,
                         init=lambda ids: initial_factors(ni, k, seed, 2, scale, dt)[ids]),
@@ -434,14 +524,10 @@ def main(argv=None):
     stop_slowest = args.stop_when == "slowest"
 
     def train_fn(w):
-        bounds = user_bounds(train.users, nu, w.n_workers)
-        me = MfWorker(train, test, bounds[w.index], bounds[w.index + 1], opts, w.index,
-                      w.n_workers)
+        me = make_worker(train, test, opts, w.index, w.n_workers)
         tQ, tbi = w.table("Q"), w.table("bi")
         if args.user_table:
             tP, tbu = w.table("P"), w.table("bu")
-            tP.use_rows(me.users_used)
-            tbu.use_rows(me.users_used)
         else:
             P_local = initial_factors(nu, k, seed, 1, scale, dt)
             bu_local = np.zeros(nu, dt)
@@ -457,15 +543,18 @@ def main(argv=None):
                 me.Gp[:] = st["Gp"]
                 me.Gq[:] = st["Gq"]
                 evals = [list(row) for row in np.asarray(st["evals"]).reshape(-1, 7)]
-            else:                           # another worker count: repartition the users
+            else:                           # another worker count: share out afresh
                 states = w.resumed.worker_states()
-                old = user_bounds(train.users, nu, old_n)
-                for j, st in enumerate(states):
-                    a, b = old[j], old[j + 1]
-                    if not args.user_table:
-                        P_local[a:b] = st["P_rows"]
-                        bu_local[a:b] = st["bu_rows"]
-                    me.Gp[a:b] = st["Gp"][a:b]
+                if args.split == "users":   # user rows (if local) and accumulators move
+                    old = user_bounds(train.users, nu, old_n)
+                    for j, st in enumerate(states):
+                        a, b = old[j], old[j + 1]
+                        if not args.user_table:
+                            P_local[a:b] = st["P_rows"]
+                            bu_local[a:b] = st["bu_rows"]
+                        me.Gp[a:b] = st["Gp"][a:b]
+                else:                       # P, bu in tables; every worker had all users
+                    me.Gp[:] = np.mean([st["Gp"] for st in states], axis=0)
                 # AdaGrad's item accumulators are per worker: start from their mean
                 me.Gq[:] = np.mean([st["Gq"] for st in states], axis=0)
                 # evaluation parts are summed over workers per clock: keep them once
@@ -482,16 +571,19 @@ def main(argv=None):
             return out
         w.set_state(state)
 
-        def views(items):
-            """The arrays of a clock, with the item rows ``items`` made valid
-            under the SSP rule (declared as the tables' rows, so the push at
-            the clock finds its dirty rows equal to them and reuses their
-            cached row set)."""
+        def views(items, users):
+            """The arrays of a clock, with the item rows ``items`` (and with
+            --user-table the user rows ``users``) made valid under the SSP
+            rule (declared as the tables' rows, so the push at the clock
+            finds its dirty rows equal to them and reuses their cached row
+            set)."""
             tQ.use_rows(items)
             tbi.use_rows(items)
             Q = tQ.get()
             bi = tbi.get().reshape(-1)
             if args.user_table:
+                tP.use_rows(users)
+                tbu.use_rows(users)
                 return tP.get(), tP.delta, Q, tbu.get().reshape(-1), tbu.delta.reshape(-1), bi
             return P_local, None, Q, bu_local, None, bi
 
@@ -541,21 +633,22 @@ def main(argv=None):
         while not finished(w.clock_value):
             c = w.clock_value
             if args.eval_seconds and time.perf_counter() - t_start >= next_eval:
-                P, Pd, Q, bu, bud, bi = views(me.items_used)
+                P, Pd, Q, bu, bud, bi = views(me.items_used, me.users_used)
                 now = time.perf_counter() - t_start
                 point = int(now // args.eval_seconds)
                 timed.append([point, now, c] + me.test_error(P, Q, bu, bi))
                 next_eval = (point + 1) * args.eval_seconds
             if c < n_clocks and c % cpe == 0 and args.eval_every \
                     and (c // cpe) % args.eval_every == 0 and c > 0:
-                P, Pd, Q, bu, bud, bi = views(me.items_used)
+                P, Pd, Q, bu, bud, bi = views(me.items_used, me.users_used)
                 parts = evaluate(c, P, Q, bu, bi)
                 if staleness == 0:
                     parts = w.allreduce(parts)
                     progress(c // cpe, parts, "")
                 else:
-                    progress(c // cpe, parts, "worker 0's users and replica")
-            P, Pd, Q, bu, bud, bi = views(me.part_items[me.part(c)])
+                    progress(c // cpe, parts, "worker 0's share and replica")
+            P, Pd, Q, bu, bud, bi = views(me.part_items[me.part(c)],
+                                          me.part_users[me.part(c)])
             me.step(c, P, Pd, Q, tQ.delta, bu, bud, bi, tbi.delta.reshape(-1))
             part = me.part(c)
             processed += int(me.bounds[part + 1] - me.bounds[part])
