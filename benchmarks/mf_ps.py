@@ -21,8 +21,26 @@ The two baselines (both printed, both measured in every round)
                  shares x epochs) / (kernel time of both).
   standalone x2  one process per share, both at once (launched with mpiexec,
                  no communication): two kernels on the two cores, like the
-                 job's two workers; per-worker rate = ratings x epochs summed
-                 / kernel times summed.
+                 job's two workers.  The processes start their timed clocks
+                 together (a barrier after loading the data), and one that is
+                 done keeps running untimed clocks until the other is done
+                 too, so every timed clock runs beside the other kernel, as
+                 each of the job's clocks runs beside the other worker's.
+                 Per-worker rate = ratings x epochs summed / processes /
+                 kernel time of the slowest process: the same rule as the
+                 job's wall figure (its slowest worker).
+Why the slowest process: on the shared VM the kernel's speed comes in spells
+that differ by up to ~1.7x (per clock ~8.5 ms in a fast spell, 14-18 ms in a
+slow one at the defaults), and one core is often in a slow spell while the
+other is in a fast one for the whole run.  Two workers that must meet every
+few clocks then go at the slower one's pace, with or without a parameter
+server; a baseline built from the sum of the two kernel times (the mean
+speed) would charge that to the parameter server, and a job with no
+overhead at all would score mean / slowest < 1.  The baseline from the sum
+of the kernel times (this benchmark's figure before) is still printed, per
+round and in the target line.  Waiting that the parameter server adds (the
+SSP bound at every clock, rather than once at the end) stays in the job's
+figure.
 The target (ratio >= 0.9 at s >= 1) is judged on **job / standalone x2**.
 Why: the question is what the parameter server costs a worker (SSP reads,
 pushes, flushes and clocks, waiting for the other worker, the server rank's
@@ -112,9 +130,15 @@ def _as_standalone(argv):
     nu, ni, k = train.n_users, train.n_items, args.rank
     bounds = mf.user_bounds(train.users, nu, n_workers)
     n_clocks = args.epochs * args.clocks_per_epoch
+    comm = None
+    if which != "all":          # one process per share, started together
+        from mpi4py import MPI
+        from ssp_mpi import mpienv
+        comm = MPI.COMM_WORLD
     wall = cpu = 0.0
     n = 0
     first = True
+    extra = 0
     for w in shares:
         me = mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_workers)
         P = mf.initial_factors(nu, k, args.seed, 1, args.init_scale, dt)
@@ -125,6 +149,8 @@ def _as_standalone(argv):
             first = False
             me.step(0, P.copy(), None, K.aligned_copy(Q), K.aligned_zeros(Q.shape, dt),
                     bu.copy(), None, bi.copy(), bid.copy())
+        if comm is not None:
+            mpienv.barrier(comm)        # the timed clocks of all shares start at once
         for c in range(n_clocks):
             Qd.fill(0)
             bid.fill(0)
@@ -133,8 +159,22 @@ def _as_standalone(argv):
             wall += time.perf_counter() - t
             cpu += time.process_time() - p
         n += len(me.r) * args.epochs
-    print(json.dumps({"ratings": n, "wall_s": wall, "cpu_s": cpu, "shares": shares}),
-          flush=True)
+        if comm is not None:
+            # until every share has done its timed clocks, keep this core as busy
+            # as the job's workers keep theirs (untimed clocks): no share's timed
+            # clocks run beside an idle core
+            done = comm.Ibarrier()
+            c = n_clocks
+            while not done.Test():
+                Qd.fill(0)
+                bid.fill(0)
+                me.step(c, P, None, Q, Qd, bu, None, bi, bid)
+                c += 1
+                extra += 1
+    rec = {"ratings": n, "wall_s": wall, "cpu_s": cpu, "shares": shares, "untimed_clocks": extra}
+    recs = [rec] if comm is None else comm.gather(rec, root=0)   # one writer: whole lines
+    for r in recs or []:
+        print(json.dumps(r), flush=True)
     return 0
 
 
@@ -177,8 +217,14 @@ def run_standalone(args, concurrent=False):
     n = sum(d["ratings"] for d in ds)
     wall = sum(d["wall_s"] for d in ds)
     cpu = sum(d["cpu_s"] for d in ds)
-    return {"wall": n / wall, "cpu": n / cpu, "compute": n / wall,
-            "wall_s": wall / args.workers}
+    out = {"wall": n / wall, "cpu": n / cpu, "compute": n / wall,
+           "wall_s": wall / args.workers}
+    if concurrent:
+        # the job's wall figure is set by its slowest worker: so is this one
+        slowest = max(d["wall_s"] for d in ds)
+        out.update(wall=n / (len(ds) * slowest), wall_sum=n / wall, wall_s=slowest,
+                   walls_s=[d["wall_s"] for d in ds])
+    return out
 
 
 def median(xs):
@@ -236,8 +282,14 @@ def main(argv=None):
                       f"{j['wait_s'] * ms:.2f} ms", flush=True)
             for conc, lst in ((False, alone), (True, alone2)):
                 lst.append(run_standalone(args, conc))
+                b = lst[-1]
+                more = ""
+                if conc:
+                    more = (f" ({b['wall_sum'] / 1e6:.2f}M/s from the sum of the kernel times; "
+                            "kernel s per process: "
+                            + " ".join(f"{t:.2f}" for t in b["walls_s"]) + ")")
                 print(f"  round {rnd} {x2 if conc else 'standalone'}: "
-                      f"{lst[-1]['wall'] / 1e6:.2f}M/s wall, {lst[-1]['cpu'] / 1e6:.2f}M/s cpu",
+                      f"{b['wall'] / 1e6:.2f}M/s wall, {b['cpu'] / 1e6:.2f}M/s cpu{more}",
                       flush=True)
     finally:
         if args.workdir is None:
@@ -255,7 +307,7 @@ def main(argv=None):
     def base_row(name, lst):
         print(f"{name:14s} {median([x['wall'] for x in lst]) / 1e6:7.2f} "
               f"{median([x['cpu'] for x in lst]) / 1e6:7.2f} "
-              f"{median([x['wall'] for x in lst]) / 1e6:8.2f} {ratio(lst, alone):10.2f} "
+              f"{median([x['compute'] for x in lst]) / 1e6:8.2f} {ratio(lst, alone):10.2f} "
               f"{ratio(lst, alone2):7.2f} {ratio(lst, alone2, 'cpu'):9.2f} "
               f"{median([x['wall_s'] for x in lst]):10.2f} {'-':>7s} {'-':>7s}")
     base_row("standalone", alone)
@@ -267,6 +319,8 @@ def main(argv=None):
                    cpu=median([j["cpu"] for j in js]), compute=median([j["compute"] for j in js]),
                    ratio_vs_standalone=ratio(js, alone),
                    ratio_vs_concurrent=ratio(js, alone2),
+                   ratio_vs_concurrent_sum=median([j["wall"] / b["wall_sum"]
+                                                   for j, b in zip(js, alone2)]),
                    ratio_cpu_vs_concurrent=ratio(js, alone2, "cpu"),
                    compute_s=median([j["compute_s"] for j in js]),
                    comm_s=median([j["comm_s"] for j in js]),
@@ -276,8 +330,10 @@ def main(argv=None):
               f"{row['compute'] / 1e6:8.2f} {row['ratio_vs_standalone']:10.2f} "
               f"{row['ratio_vs_concurrent']:7.2f} {row['ratio_cpu_vs_concurrent']:9.2f} "
               f"{row['compute_s']:10.2f} {row['comm_s']:7.2f} {row['wait_s']:7.2f}")
-    print(f"(compute_s/comm_s/wait_s: seconds per worker; baselines: kernel seconds per share; "
-          f"{x2}: one process per share, all at once)")
+    print(f"(compute_s/comm_s/wait_s: seconds per worker; baselines: kernel seconds per share, "
+          f"{x2}: of the slowest process; {x2}: one process per share, all at once; wall: "
+          f"like the job's, set by the slowest process, compute: from the sum of the kernel "
+          f"times)")
     met = [r for r in results if _at_least_one(r["staleness"])]
     if met:
         print("target (job / " + x2 + " >= 0.9 at s >= 1): "
@@ -285,7 +341,10 @@ def main(argv=None):
                           f"({'met' if r['ratio_vs_concurrent'] >= 0.9 else 'NOT met'})"
                           for r in met)
               + f"; against one process alone: "
-              + ", ".join(f"s={r['staleness']} {r['ratio_vs_standalone']:.2f}" for r in met))
+              + ", ".join(f"s={r['staleness']} {r['ratio_vs_standalone']:.2f}" for r in met)
+              + f"; against {x2} from the sum of its kernel times (not its slowest): "
+              + ", ".join(f"s={r['staleness']} {r['ratio_vs_concurrent_sum']:.2f}"
+                          for r in met))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": vars(args), "jobs": jobs, "standalone": alone,
