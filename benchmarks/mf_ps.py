@@ -46,10 +46,10 @@ The two baselines (both printed, both measured in every round)
                  job's wall figure (its slowest worker).
 Why the slowest process: on the shared VM the kernel's speed comes in spells
 that differ by up to ~1.7x (per clock ~8.5 ms in a fast spell, 14-18 ms in a
-slow one at the defaults), and one core is often in a slow spell while the
-other is in a fast one for the whole run.  Two workers that must meet every
-few clocks then go at the slower one's pace, with or without a parameter
-server; a baseline built from the sum of the two kernel times (the mean
+slow one with the former defaults), and one core is often in a slow spell
+while the other is in a fast one for much of a run.  Two workers that must
+meet every few clocks then go at the slower one's pace, with or without a
+parameter server; a baseline built from the sum of the two kernel times (the mean
 speed) would charge that to the parameter server, and a job with no
 overhead at all would score mean / slowest < 1.  The baseline from the sum
 of the kernel times (this benchmark's figure before) is still printed, per
