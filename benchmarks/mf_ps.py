@@ -103,9 +103,10 @@ the flushes and the clock) and little waiting; with the former defaults
 0-1 ms waiting for the other worker.  On one node the server rank polls
 every 20 ms (``ssp_mpi.mpienv.shared_memory_rma``: MPICH's shared-memory
 path needs no progress from it), so it seldom preempts a worker.
-Open question: in two of the three full runs at these defaults (load 2-5)
-the job's clocks took 40-50 ms of compute while the baselines' kernels took
-27-47 ms per clock, in every round; in one quiet spell both took ~27 ms.
+Open question: in both full runs at these defaults so far (load 2-5) the
+job's compute per clock was mostly 38-51 ms while the x2 baseline's kernel
+took mostly 27-35 ms per clock; in one pair of runs in a quiet spell both
+took ~27 ms.
 Whether that is the VM's spells or something the job does to the kernel at
 this size (2.5 MB replica and oplog, the oplog scan at every push) is not
 known yet.
