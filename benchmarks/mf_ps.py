@@ -1,6 +1,7 @@
 """Parameter-server efficiency of jobs.mf: ratings/s per worker, 1 server + 2 workers, vs the standalone kernel on the same shares.
 
-    python -m benchmarks.mf_ps [--ratings 3000000] [--rank 32] [--epochs 60] [--staleness 0 1 3]
+    python -m benchmarks.mf_ps [--ratings 9000000] [--rank 32] [--epochs 20] [--staleness 0 1 3]
+    python -m benchmarks.mf_ps --users 10000 --items 4000 --ratings 3000000 --epochs 60  # short clocks
 
 For each staleness s, ``jobs.mf`` is launched with 3 ranks (1 server, 2
 workers) through ``ssp_mpi.launch.mpiexec`` on built-in synthetic data, and
@@ -10,10 +11,24 @@ ranks) on the same data: the same train/test split, the same two per-worker
 shares of the ratings (``jobs.mf.user_bounds`` for 2 workers), the same item
 block of each clock and tile order (``jobs.mf.MfWorker``), rank and step-size
 schedule.
+Data (defaults): the data set of issue 3's kernel benchmark (and
+``benchmarks.mf_kernel``'s default), 9M synthetic ratings of 100k users x 20k
+items, rank 32, 20 epochs of 4 clocks.  Each clock a worker runs ~1M ratings
+(~27 ms of kernel in a fast spell of the VM) and reads and pushes the ~5000
+item rows they touch.  Much of what a clock costs beside the kernel does not
+grow with its ratings (the clock-board round trips, the flushes, the Python
+glue, a waiting worker's wake-up), so clocks of a realistic size amortise it
+as a real job would.  The former defaults (``--users 10000 --items 4000
+--ratings 3000000 --epochs 60``: ~340k ratings and 8-15 ms of kernel per
+clock, 3-4x shorter clocks than the same cut of the issue's data set) stress
+exactly those per-clock costs and remain a useful second configuration.
 Rounds interleave everything (s=0, s=1, s=3, standalone, standalone x2, then
 again), so a busy spell of the shared machine hits all of them; the table
 shows the median of each figure over the rounds and the median of the
-round-by-round ratios.
+round-by-round ratios.  Other load on the machine only ever slows a run
+down, so the target line is followed by the ratio of the best round of the
+job to the best round of the x2 baseline (as ``benchmarks.mf_kernel`` takes
+the best of its rounds); the median is the figure the target is judged on.
 
 The two baselines (both printed, both measured in every round)
   standalone     one process runs share 0 and then share 1 on one core while
@@ -21,8 +36,26 @@ The two baselines (both printed, both measured in every round)
                  shares x epochs) / (kernel time of both).
   standalone x2  one process per share, both at once (launched with mpiexec,
                  no communication): two kernels on the two cores, like the
-                 job's two workers; per-worker rate = ratings x epochs summed
-                 / kernel times summed.
+                 job's two workers.  The processes start their timed clocks
+                 together (a barrier after loading the data), and one that is
+                 done keeps running untimed clocks until the other is done
+                 too, so every timed clock runs beside the other kernel, as
+                 each of the job's clocks runs beside the other worker's.
+                 Per-worker rate = ratings x epochs summed / processes /
+                 kernel time of the slowest process: the same rule as the
+                 job's wall figure (its slowest worker).
+Why the slowest process: on the shared VM the kernel's speed comes in spells
+that differ by up to ~1.7x (per clock ~8.5 ms in a fast spell, 14-18 ms in a
+slow one with the former defaults), and one core is often in a slow spell
+while the other is in a fast one for much of a run.  Two workers that must
+meet every few clocks then go at the slower one's pace, with or without a
+parameter server; a baseline built from the sum of the two kernel times (the mean
+speed) would charge that to the parameter server, and a job with no
+overhead at all would score mean / slowest < 1.  The baseline from the sum
+of the kernel times (this benchmark's figure before) is still printed, per
+round and in the target line.  Waiting that the parameter server adds (the
+SSP bound at every clock, rather than once at the end) stays in the job's
+figure.
 The target (ratio >= 0.9 at s >= 1) is judged on **job / standalone x2**.
 Why: the question is what the parameter server costs a worker (SSP reads,
 pushes, flushes and clocks, waiting for the other worker, the server rank's
@@ -57,16 +90,26 @@ What is not counted (anywhere): process start, imports, MPI start-up, window
 allocation, generating the synthetic data, the split, the tile ordering,
 the final evaluation and gathering, writing outputs.
 
-Run length: at the defaults each job launch takes ~15-20 s on the 2-core
-development machine, of which ~4-5 s are training (240 clocks of ~15 ms);
-the rest is start-up (each of the 3 ranks generates the synthetic data) and
-is not counted.  A round takes ~100 s, the default 2 rounds ~3.5 minutes.
+Run length: at the defaults each job launch takes ~15 s on the 2-core
+development machine, of which 2-4 s are training (80 clocks of 27-45 ms); the
+rest is start-up (each of the 3 ranks generates the synthetic data) and is
+not counted.  A round takes ~1-1.5 minutes, the default 3 rounds ~4 minutes.
 
-Where a worker's clock goes (1 server + 2 workers, defaults, a quiet spell):
-~14 ms kernel, ~0.3 ms Python glue, ~0.7-0.9 ms communication (the SSP read
-of the clock's ~1000 item rows of Q and bi, the push of the same rows, the
-flushes and the clock), and at s=1 ~0.3-0.8 ms waiting for the other worker
-(less at s=3).  The server rank sleeps between polls (~3% of a core).
+Where a worker's clock goes (1 server + 2 workers, s=1, fast spells): at the
+defaults ~27 ms kernel, ~0.3 ms Python glue, ~1 ms communication (the SSP
+read of the clock's ~5000 item rows of Q and bi, the push of the same rows,
+the flushes and the clock) and little waiting; with the former defaults
+~8 ms kernel, ~0.2 ms glue, 0.35-0.6 ms communication for ~1000 rows, and
+0-1 ms waiting for the other worker.  On one node the server rank polls
+every 20 ms (``ssp_mpi.mpienv.shared_memory_rma``: MPICH's shared-memory
+path needs no progress from it), so it seldom preempts a worker.
+Open question: in both full runs at these defaults so far (load 2-5) the
+job's compute per clock was mostly 38-51 ms while the x2 baseline's kernel
+took mostly 27-35 ms per clock; in one pair of runs in a quiet spell both
+took ~27 ms.
+Whether that is the VM's spells or something the job does to the kernel at
+this size (2.5 MB replica and oplog, the oplog scan at every push) is not
+known yet.
 
 Noise: the machine is shared; the job's two workers run on both cores at
 once, so they feel other load more than the one-process baseline does; the
@@ -112,9 +155,15 @@ def _as_standalone(argv):
     nu, ni, k = train.n_users, train.n_items, args.rank
     bounds = mf.user_bounds(train.users, nu, n_workers)
     n_clocks = args.epochs * args.clocks_per_epoch
+    comm = None
+    if which != "all":          # one process per share, started together
+        from mpi4py import MPI
+        from ssp_mpi import mpienv
+        comm = MPI.COMM_WORLD
     wall = cpu = 0.0
     n = 0
     first = True
+    extra = 0
     for w in shares:
         me = mf.MfWorker(train, test, bounds[w], bounds[w + 1], opts, w, n_workers)
         P = mf.initial_factors(nu, k, args.seed, 1, args.init_scale, dt)
@@ -125,6 +174,8 @@ def _as_standalone(argv):
             first = False
             me.step(0, P.copy(), None, K.aligned_copy(Q), K.aligned_zeros(Q.shape, dt),
                     bu.copy(), None, bi.copy(), bid.copy())
+        if comm is not None:
+            mpienv.barrier(comm)        # the timed clocks of all shares start at once
         for c in range(n_clocks):
             Qd.fill(0)
             bid.fill(0)
@@ -133,8 +184,22 @@ def _as_standalone(argv):
             wall += time.perf_counter() - t
             cpu += time.process_time() - p
         n += len(me.r) * args.epochs
-    print(json.dumps({"ratings": n, "wall_s": wall, "cpu_s": cpu, "shares": shares}),
-          flush=True)
+        if comm is not None:
+            # until every share has done its timed clocks, keep this core as busy
+            # as the job's workers keep theirs (untimed clocks): no share's timed
+            # clocks run beside an idle core
+            done = comm.Ibarrier()
+            c = n_clocks
+            while not done.Test():
+                Qd.fill(0)
+                bid.fill(0)
+                me.step(c, P, None, Q, Qd, bu, None, bi, bid)
+                c += 1
+                extra += 1
+    rec = {"ratings": n, "wall_s": wall, "cpu_s": cpu, "shares": shares, "untimed_clocks": extra}
+    recs = [rec] if comm is None else comm.gather(rec, root=0)   # one writer: whole lines
+    for r in recs or []:
+        print(json.dumps(r), flush=True)
     return 0
 
 
@@ -177,8 +242,14 @@ def run_standalone(args, concurrent=False):
     n = sum(d["ratings"] for d in ds)
     wall = sum(d["wall_s"] for d in ds)
     cpu = sum(d["cpu_s"] for d in ds)
-    return {"wall": n / wall, "cpu": n / cpu, "compute": n / wall,
-            "wall_s": wall / args.workers}
+    out = {"wall": n / wall, "cpu": n / cpu, "compute": n / wall,
+           "wall_s": wall / args.workers}
+    if concurrent:
+        # the job's wall figure is set by its slowest worker: so is this one
+        slowest = max(d["wall_s"] for d in ds)
+        out.update(wall=n / (len(ds) * slowest), wall_sum=n / wall, wall_s=slowest,
+                   walls_s=[d["wall_s"] for d in ds])
+    return out
 
 
 def median(xs):
@@ -190,17 +261,17 @@ def parse(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.mf_ps",
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--users", type=int, default=10_000, help="synthetic users")
-    p.add_argument("--items", type=int, default=4_000, help="synthetic items")
-    p.add_argument("--ratings", type=int, default=3_000_000,
+    p.add_argument("--users", type=int, default=100_000, help="synthetic users")
+    p.add_argument("--items", type=int, default=20_000, help="synthetic items")
+    p.add_argument("--ratings", type=int, default=9_000_000,
                    help="synthetic ratings (90%% train)")
     p.add_argument("--rank", type=int, default=32, help="factor rank")
-    p.add_argument("--epochs", type=int, default=60, help="epochs per run (sets the run length)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per run (sets the run length)")
     p.add_argument("--clocks-per-epoch", type=int, default=4, help="SSP clocks per epoch")
     p.add_argument("--staleness", nargs="+", default=DEFAULT_STALENESS,
                    help="staleness values to run")
     p.add_argument("--workers", type=int, default=2, help="workers of the job (plus 1 server)")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--rounds", type=int, default=3,
                    help="interleaved rounds (every s and both baselines once per round)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
     p.add_argument("--timeout", type=float, default=600, help="seconds per launched run")
@@ -236,8 +307,14 @@ def main(argv=None):
                       f"{j['wait_s'] * ms:.2f} ms", flush=True)
             for conc, lst in ((False, alone), (True, alone2)):
                 lst.append(run_standalone(args, conc))
+                b = lst[-1]
+                more = ""
+                if conc:
+                    more = (f" ({b['wall_sum'] / 1e6:.2f}M/s from the sum of the kernel times; "
+                            "kernel s per process: "
+                            + " ".join(f"{t:.2f}" for t in b["walls_s"]) + ")")
                 print(f"  round {rnd} {x2 if conc else 'standalone'}: "
-                      f"{lst[-1]['wall'] / 1e6:.2f}M/s wall, {lst[-1]['cpu'] / 1e6:.2f}M/s cpu",
+                      f"{b['wall'] / 1e6:.2f}M/s wall, {b['cpu'] / 1e6:.2f}M/s cpu{more}",
                       flush=True)
     finally:
         if args.workdir is None:
@@ -255,7 +332,7 @@ def main(argv=None):
     def base_row(name, lst):
         print(f"{name:14s} {median([x['wall'] for x in lst]) / 1e6:7.2f} "
               f"{median([x['cpu'] for x in lst]) / 1e6:7.2f} "
-              f"{median([x['wall'] for x in lst]) / 1e6:8.2f} {ratio(lst, alone):10.2f} "
+              f"{median([x['compute'] for x in lst]) / 1e6:8.2f} {ratio(lst, alone):10.2f} "
               f"{ratio(lst, alone2):7.2f} {ratio(lst, alone2, 'cpu'):9.2f} "
               f"{median([x['wall_s'] for x in lst]):10.2f} {'-':>7s} {'-':>7s}")
     base_row("standalone", alone)
@@ -267,6 +344,8 @@ def main(argv=None):
                    cpu=median([j["cpu"] for j in js]), compute=median([j["compute"] for j in js]),
                    ratio_vs_standalone=ratio(js, alone),
                    ratio_vs_concurrent=ratio(js, alone2),
+                   ratio_vs_concurrent_sum=median([j["wall"] / b["wall_sum"]
+                                                   for j, b in zip(js, alone2)]),
                    ratio_cpu_vs_concurrent=ratio(js, alone2, "cpu"),
                    compute_s=median([j["compute_s"] for j in js]),
                    comm_s=median([j["comm_s"] for j in js]),
@@ -276,8 +355,10 @@ def main(argv=None):
               f"{row['compute'] / 1e6:8.2f} {row['ratio_vs_standalone']:10.2f} "
               f"{row['ratio_vs_concurrent']:7.2f} {row['ratio_cpu_vs_concurrent']:9.2f} "
               f"{row['compute_s']:10.2f} {row['comm_s']:7.2f} {row['wait_s']:7.2f}")
-    print(f"(compute_s/comm_s/wait_s: seconds per worker; baselines: kernel seconds per share; "
-          f"{x2}: one process per share, all at once)")
+    print(f"(compute_s/comm_s/wait_s: seconds per worker; baselines: kernel seconds per share, "
+          f"{x2}: of the slowest process; {x2}: one process per share, all at once; wall: "
+          f"like the job's, set by the slowest process, compute: from the sum of the kernel "
+          f"times)")
     met = [r for r in results if _at_least_one(r["staleness"])]
     if met:
         print("target (job / " + x2 + " >= 0.9 at s >= 1): "
@@ -285,7 +366,14 @@ def main(argv=None):
                           f"({'met' if r['ratio_vs_concurrent'] >= 0.9 else 'NOT met'})"
                           for r in met)
               + f"; against one process alone: "
-              + ", ".join(f"s={r['staleness']} {r['ratio_vs_standalone']:.2f}" for r in met))
+              + ", ".join(f"s={r['staleness']} {r['ratio_vs_standalone']:.2f}" for r in met)
+              + f"; against {x2} from the sum of its kernel times (not its slowest): "
+              + ", ".join(f"s={r['staleness']} {r['ratio_vs_concurrent_sum']:.2f}"
+                          for r in met))
+        best2 = max(b["wall"] for b in alone2)
+        print(f"best round of each (other load only slows a run down): job / {x2} "
+              + ", ".join(f"s={r['staleness']} {max(j['wall'] for j in jobs[r['staleness']]) / best2:.2f}"
+                          for r in met))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"config": vars(args), "jobs": jobs, "standalone": alone,

@@ -97,11 +97,55 @@ class Backoff:
         self.delay = min(self.delay * 2.0, self.maximum)
 
 
-def server_poll_interval():
+def server_poll_interval(local=False):
     """Longest sleep of an idle server between progress polls (seconds).
+
     Over a network, an accumulate completes when its target next polls, so
-    this bounds the latency a flush may see (docs/mpich-network.md)."""
-    return float(os.environ.get("SSP_MPI_SERVER_POLL", "0.001"))
+    this bounds the latency a flush may see (docs/mpich-network.md): 1 ms.
+    ``local`` (see ``shared_memory_rma``): the workers' reads and accumulates
+    complete without the server, which then only answers its own messages
+    (signals, checkpoint requests, the end of the run): ``LOCAL_SERVER_POLL``.
+    ``SSP_MPI_SERVER_POLL`` overrides both."""
+    value = os.environ.get("SSP_MPI_SERVER_POLL")
+    if value:
+        return float(value)
+    return LOCAL_SERVER_POLL if local else 0.001
+
+
+# An idle server's longest sleep when no RMA needs it (``shared_memory_rma``).
+# Each poll wakes the server on a core a worker computes on (on a node with
+# as many ranks as cores, every poll preempts a worker); 20 ms keeps that to
+# ~50 wake-ups per second, and bounds how late a signal or checkpoint request
+# is seen.
+LOCAL_SERVER_POLL = 0.02
+
+_NOLOCAL_VARS = ("MPIR_CVAR_NOLOCAL", "MPICH_NOLOCAL", "MPIR_PARAM_NOLOCAL")
+_SHM_VARS = ("MPIR_CVAR_CH4_SHM", "MPICH_CH4_SHM", "MPIR_PARAM_CH4_SHM")
+
+
+def shared_memory_rma(n_nodes):
+    """True when one-sided operations need no progress from their target:
+    the job's ranks are all on one node (``n_nodes``, e.g.
+    ``Layout.n_nodes``) and the MPI is MPICH with its shared-memory module in
+    its default setting.  The origin then reads and accumulates into the
+    target's window memory itself: with a server that made no MPI call for
+    1 s, a 3-rank ``jobs.mf`` run's flushes took as long as with one polling
+    every 1 ms, while over the network modules such a server stalls every
+    flush (docs/mpich-network.md).  Any other MPI, ``MPIR_CVAR_NOLOCAL`` set
+    (ranks talk as across nodes) or the shared-memory module chosen by hand:
+    False."""
+    if int(n_nodes) != 1:
+        return False
+    from mpi4py import MPI
+    try:
+        if "MPICH" not in MPI.Get_library_version():
+            return False
+    except Exception:           # noqa: BLE001 - an unusual MPI: assume it needs progress
+        return False
+    if any(os.environ.get(v, "0").strip().lower() not in ("", "0", "no", "false")
+           for v in _NOLOCAL_VARS):
+        return False
+    return not any(os.environ.get(v) for v in _SHM_VARS)
 
 
 def wait(request, backoff=None):

@@ -5,7 +5,10 @@ the server itself only has to keep MPI's progress engine turning (so that
 accumulates also complete when they arrive over a network, where MPICH may
 need the target to make progress) and wait for the end of the run.  It does
 so by testing a pending request and sleeping between tests: an idle server
-costs a small fraction of a core.
+costs a small fraction of a core.  When no one-sided operation needs it
+(every rank on one node, MPICH's shared-memory path: ``mpienv.shared_memory_rma``)
+it sleeps longer between tests, so that on a node with no core to spare it
+seldom preempts a worker.
 """
 import logging
 
@@ -22,7 +25,8 @@ class Server:
 
     def serve(self, done):
         """Poll until ``done`` (a request completed when the workers finish)."""
-        backoff = mpienv.Backoff(first=200e-6, maximum=mpienv.server_poll_interval())
+        local = mpienv.shared_memory_rma(self.session.layout.n_nodes)
+        backoff = mpienv.Backoff(first=200e-6, maximum=mpienv.server_poll_interval(local))
         polls = 0
         while not done.Test():
             for hook in self.hooks:
