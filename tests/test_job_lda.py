@@ -4,26 +4,16 @@ import json
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 
-from ssp_mpi.launch import REPO, mpiexec, rank_env
+from jobrun import read_model as _model
+from jobrun import run_job
+from ssp_mpi.launch import REPO, rank_env
 
 pytestmark = pytest.mark.mpi
 
 SMALL = ["--synthetic-docs", "150", "--topics", "6"]
-
-
-def _run(n, args, timeout=300):
-    cp = mpiexec(n, ["-m", "jobs.lda"] + [str(a) for a in args], timeout=timeout)
-    assert not cp.timed_out, f"timed out\n{cp.stdout}\n{cp.stderr}"
-    return cp
-
-
-def _model(path):
-    with h5py.File(path / "model.h5", "r") as f:
-        return {k: f[k][()] for k in f.keys()}
 
 
 def test_help_lists_every_option_with_default():
@@ -41,7 +31,7 @@ def test_help_lists_every_option_with_default():
 
 def test_default_run_writes_every_output(tmp_path, warm_kernels):
     out = tmp_path / "out"
-    cp = _run(3, SMALL + ["--iterations", "4", "--out", out])
+    cp = run_job("jobs.lda", 3, SMALL + ["--iterations", "4", "--out", out])
     assert cp.returncode == 0, cp.stderr
     # progress from one rank only
     assert cp.stdout.count("iteration 1/4") == 1, cp.stdout
@@ -72,7 +62,7 @@ def test_s0_equals_serial_simulation(tmp_path, warm_kernels, sampler, n):
     from jobs.data.corpus import synthetic_corpus
     from jobs.lda import simulate_bsp
     out = tmp_path / "out"
-    cp = _run(n, SMALL + ["--iterations", "3", "--seed", "5", "--sampler", sampler,
+    cp = run_job("jobs.lda", n, SMALL + ["--iterations", "3", "--seed", "5", "--sampler", sampler,
                           "--staleness", "0", "--servers", "1", "--out", out])
     assert cp.returncode == 0, cp.stderr
     m = _model(out)
@@ -102,7 +92,7 @@ def test_s0_run_is_reproducible_and_seed_matters(tmp_path, warm_kernels):
     runs = []
     for i, seed in enumerate((1, 1, 2)):
         out = tmp_path / f"o{i}"
-        cp = _run(3, SMALL + ["--iterations", "2", "--seed", seed, "--out", out])
+        cp = run_job("jobs.lda", 3, SMALL + ["--iterations", "2", "--seed", seed, "--out", out])
         assert cp.returncode == 0, cp.stderr
         runs.append(_model(out)["z"])
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
@@ -110,7 +100,7 @@ def test_s0_run_is_reproducible_and_seed_matters(tmp_path, warm_kernels):
 
 def test_staleness_inf_and_two_servers(tmp_path, warm_kernels):
     out = tmp_path / "out"
-    cp = _run(4, SMALL + ["--iterations", "4", "--staleness", "inf", "--servers", "2",
+    cp = run_job("jobs.lda", 4, SMALL + ["--iterations", "4", "--staleness", "inf", "--servers", "2",
                           "--out", out])
     assert cp.returncode == 0, cp.stderr
     s = json.loads((out / "summary.json").read_text())
@@ -132,7 +122,7 @@ def test_uci_input_and_vocabulary(tmp_path, warm_kernels):
     docword.write_text(f"40\n8\n{len(rows)}\n" + "\n".join(rows) + "\n")
     vocab.write_text("\n".join(words) + "\n")
     out = tmp_path / "out"
-    cp = _run(3, ["--data", docword, "--vocab", vocab, "-K", "3", "--iterations", "3",
+    cp = run_job("jobs.lda", 3, ["--data", docword, "--vocab", vocab, "-K", "3", "--iterations", "3",
                   "--sampler", "sparse", "--out", out])
     assert cp.returncode == 0, cp.stderr
     text = (out / "topics.txt").read_text()
@@ -149,14 +139,14 @@ def test_bad_input_fails_cleanly_on_every_rank(tmp_path, warm_kernels, body, nee
     bad = tmp_path / "docword.bad.txt"
     bad.write_text(body)
     out = tmp_path / "out"
-    cp = _run(3, ["--data", bad, "--out", out], timeout=120)
+    cp = run_job("jobs.lda", 3, ["--data", bad, "--out", out], timeout=120)
     assert cp.returncode == 2, (cp.returncode, cp.stderr)
     assert cp.stderr.count(needle) == 1, cp.stderr       # one message, not one per rank
     assert not out.exists() and not list(tmp_path.glob("out.partial*"))
 
 
 def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
-    cp = _run(3, ["--topics", "0", "--out", tmp_path / "o"], timeout=120)
+    cp = run_job("jobs.lda", 3, ["--topics", "0", "--out", tmp_path / "o"], timeout=120)
     assert cp.returncode == 2 and "--topics" in cp.stderr, cp.stderr
 
 
@@ -165,18 +155,18 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels, resume_r
                                                 resume_servers):
     """Also onto 2 servers (tables resharded): identical counts."""
     full = tmp_path / "full"
-    cp = _run(3, SMALL + ["--iterations", "6", "--seed", "3", "--out", full])
+    cp = run_job("jobs.lda", 3, SMALL + ["--iterations", "6", "--seed", "3", "--out", full])
     assert cp.returncode == 0, cp.stderr
     ck = tmp_path / "ck"
     first = tmp_path / "first"
-    cp = _run(3, SMALL + ["--iterations", "6", "--seed", "3", "--checkpoint-dir", ck,
+    cp = run_job("jobs.lda", 3, SMALL + ["--iterations", "6", "--seed", "3", "--checkpoint-dir", ck,
                           "--checkpoint-every", "3", "--out", first])
     assert cp.returncode == 0, cp.stderr
     # keep only the clock-3 checkpoint, then resume from it
     cks = sorted(p for p in ck.iterdir() if p.is_dir())
     assert cks, list(ck.iterdir())
     resumed = tmp_path / "resumed"
-    cp = _run(resume_ranks, SMALL + ["--iterations", "6", "--seed", "3", "--resume", cks[0],
+    cp = run_job("jobs.lda", resume_ranks, SMALL + ["--iterations", "6", "--seed", "3", "--resume", cks[0],
                                      "--out", resumed, "--servers", resume_servers])
     assert cp.returncode == 0, cp.stderr
     a, b = _model(full), _model(resumed)
@@ -193,11 +183,11 @@ def test_resume_onto_another_worker_count(tmp_path, warm_kernels, before, after)
     moved assignments, and the run completes every iteration."""
     opts = SMALL + ["--seed", "3", "--servers", "1"]
     ck = tmp_path / "ck"
-    first = _run(before, opts + ["--iterations", "4", "--checkpoint-dir", ck,
+    first = run_job("jobs.lda", before, opts + ["--iterations", "4", "--checkpoint-dir", ck,
                                  "--checkpoint-every", "3", "--out", tmp_path / "first"])
     assert first.returncode == 0, first.stderr
     resumed = tmp_path / "resumed"
-    cp = _run(after, opts + ["--iterations", "8", "--checkpoint-dir", ck, "--resume",
+    cp = run_job("jobs.lda", after, opts + ["--iterations", "8", "--checkpoint-dir", ck, "--resume",
                              "--out", resumed])
     assert cp.returncode == 0, cp.stderr
     m = _model(resumed)

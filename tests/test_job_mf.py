@@ -3,33 +3,18 @@ import json
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 
-from ssp_mpi.launch import REPO, mpiexec, rank_env
+from jobrun import read_model as _model
+from jobrun import read_summary as _summary
+from jobrun import run_job
+from ssp_mpi.launch import REPO, rank_env
 
 pytestmark = pytest.mark.mpi
 
 NOISE = 0.25            # --synthetic-noise default: the best reachable test RMSE
 TOLERANCE = 1.2         # planted data: test RMSE within 20 % of the noise level
-
-
-def _run(n, args, timeout=300):
-    cp = mpiexec(n, ["-m", "jobs.mf"] + [str(a) for a in args], timeout=timeout)
-    assert not cp.timed_out, f"timed out\n{cp.stdout}\n{cp.stderr}"
-    return cp
-
-
-def _model(path):
-    with h5py.File(path / "model.h5", "r") as f:
-        out = {k: f[k][()] for k in f.keys()}
-        out["attrs"] = dict(f.attrs)
-    return out
-
-
-def _summary(path):
-    return json.loads((path / "summary.json").read_text())
 
 
 def test_help_lists_every_option_with_default():
@@ -49,7 +34,7 @@ def test_help_lists_every_option_with_default():
 
 def test_default_run_writes_every_output(tmp_path, warm_kernels):
     out = tmp_path / "out"
-    cp = _run(3, ["--epochs", "3", "--out", out])
+    cp = run_job("jobs.mf", 3, ["--epochs", "3", "--out", out])
     assert cp.returncode == 0, cp.stderr
     for e in (1, 2, 3):                                # one progress line per epoch, one rank
         assert cp.stdout.count(f"epoch {e}/3:") == 1, cp.stdout
@@ -91,7 +76,7 @@ def test_s0_equals_serial_simulation(tmp_path, warm_kernels, n, extra, rtol):
     opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
             "12000", "--rank", "6", "--epochs", "4", "--seed", "7"] + extra
     out = tmp_path / "out"
-    cp = _run(n, opts + ["--staleness", "0", "--out", out])
+    cp = run_job("jobs.mf", n, opts + ["--staleness", "0", "--out", out])
     assert cp.returncode == 0, cp.stderr
     m = _model(out)
     servers = 2 if "--servers" in extra else 1
@@ -107,7 +92,7 @@ def test_s0_equals_serial_simulation(tmp_path, warm_kernels, n, extra, rtol):
 @pytest.mark.parametrize("staleness", ["0", "2", "inf"])
 def test_planted_data_reaches_noise_level(tmp_path, warm_kernels, workers, staleness):
     out = tmp_path / "out"
-    cp = _run(workers + 1, ["--rank", "8", "--reg", "0.02", "--epochs", "20",
+    cp = run_job("jobs.mf", workers + 1, ["--rank", "8", "--reg", "0.02", "--epochs", "20",
                             "--staleness", staleness, "--out", out])
     assert cp.returncode == 0, cp.stderr
     s = _summary(out)
@@ -131,7 +116,7 @@ def test_test_file_with_unknown_ids_and_matrixmarket(tmp_path, warm_kernels):
                     + "".join(f"{a} {b} {c}\n" for a, b, c in zip(u[1400:], i[1400:], r[1400:]))
                     + "99 1 3\n")
     out = tmp_path / "out"
-    cp = _run(3, ["--data", train, "--test", test, "--rank", "4", "--epochs", "3",
+    cp = run_job("jobs.mf", 3, ["--data", train, "--test", test, "--rank", "4", "--epochs", "3",
                   "--out", out])
     assert cp.returncode == 0, cp.stderr
     s = _summary(out)
@@ -158,7 +143,7 @@ def test_bad_input_fails_cleanly_on_every_rank(tmp_path, warm_kernels, name, bod
     bad = tmp_path / name
     bad.write_text(body)
     out = tmp_path / "out"
-    cp = _run(3, ["--data", bad, "--out", out] + extra, timeout=120)
+    cp = run_job("jobs.mf", 3, ["--data", bad, "--out", out] + extra, timeout=120)
     assert cp.returncode == 2, (cp.returncode, cp.stderr)
     assert cp.stderr.count(needle) == 1, cp.stderr      # one message, not one per rank
     assert words in cp.stderr, cp.stderr
@@ -166,9 +151,9 @@ def test_bad_input_fails_cleanly_on_every_rank(tmp_path, warm_kernels, name, bod
 
 
 def test_bad_option_fails_cleanly(tmp_path, warm_kernels):
-    cp = _run(3, ["--rank", "0", "--out", tmp_path / "o"], timeout=120)
+    cp = run_job("jobs.mf", 3, ["--rank", "0", "--out", tmp_path / "o"], timeout=120)
     assert cp.returncode == 2 and "--rank" in cp.stderr, cp.stderr
-    cp = _run(3, ["--test-fraction", "1.5", "--out", tmp_path / "o"], timeout=120)
+    cp = run_job("jobs.mf", 3, ["--test-fraction", "1.5", "--out", tmp_path / "o"], timeout=120)
     assert cp.returncode == 2 and "--test-fraction" in cp.stderr, cp.stderr
 
 
@@ -179,16 +164,16 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, warm_kernels, resume_r
     opts = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
             "12000", "--rank", "6", "--epochs", "4", "--seed", "3", "--dtype", "float64"]
     full = tmp_path / "full"
-    cp = _run(3, opts + ["--out", full])
+    cp = run_job("jobs.mf", 3, opts + ["--out", full])
     assert cp.returncode == 0, cp.stderr
     ck = tmp_path / "ck"
     first = tmp_path / "first"
-    cp = _run(3, opts + ["--checkpoint-dir", ck, "--checkpoint-every", "6", "--out", first])
+    cp = run_job("jobs.mf", 3, opts + ["--checkpoint-dir", ck, "--checkpoint-every", "6", "--out", first])
     assert cp.returncode == 0, cp.stderr
     cks = sorted(p for p in ck.iterdir() if p.is_dir())
     assert cks, list(ck.iterdir())
     resumed = tmp_path / "resumed"
-    cp = _run(resume_ranks, opts + ["--resume", cks[0], "--out", resumed,
+    cp = run_job("jobs.mf", resume_ranks, opts + ["--resume", cks[0], "--out", resumed,
                                     "--servers", resume_servers])
     assert cp.returncode == 0, cp.stderr
     a, b = _model(full), _model(resumed)
@@ -249,11 +234,11 @@ def test_signal_checkpoints_exits_75_and_resume_matches(tmp_path, warm_kernels):
     stopped = int(cp.stdout.split("stopped at clock")[1].split()[0])
     epochs = stopped // 4 + 2              # finish shortly after the stop
     resumed = tmp_path / "resumed"
-    cp = _run(3, opts + ["--epochs", epochs, "--checkpoint-dir", ck, "--resume",
+    cp = run_job("jobs.mf", 3, opts + ["--epochs", epochs, "--checkpoint-dir", ck, "--resume",
                          "--out", resumed])
     assert cp.returncode == 0, cp.stderr
     straight = tmp_path / "straight"
-    cp = _run(3, opts + ["--epochs", epochs, "--out", straight])
+    cp = run_job("jobs.mf", 3, opts + ["--epochs", epochs, "--out", straight])
     assert cp.returncode == 0, cp.stderr
     a, b = _model(straight), _model(resumed)
     for name in ("P", "Q", "bu", "bi"):
@@ -267,11 +252,11 @@ def test_resume_onto_another_worker_count(tmp_path, warm_kernels, before, after)
     and the run finishes all epochs and reaches the noise level."""
     opts = ["--epochs", "10", "--seed", "3", "--servers", "1"]
     ck = tmp_path / "ck"
-    first = _run(before, opts + ["--epochs", "5", "--checkpoint-dir", ck,
+    first = run_job("jobs.mf", before, opts + ["--epochs", "5", "--checkpoint-dir", ck,
                                  "--checkpoint-every", "20", "--out", tmp_path / "first"])
     assert first.returncode == 0, first.stderr
     resumed = tmp_path / "resumed"
-    cp = _run(after, opts + ["--checkpoint-dir", ck, "--resume", "--out", resumed])
+    cp = run_job("jobs.mf", after, opts + ["--checkpoint-dir", ck, "--resume", "--out", resumed])
     assert cp.returncode == 0, cp.stderr
     assert "epoch 1/10" not in cp.stdout and "epoch 10/10" in cp.stdout
     before_line = next(l for l in first.stdout.splitlines() if l.startswith("epoch 5/5"))
@@ -294,7 +279,7 @@ def test_stop_when_slowest_fast_worker_keeps_training(tmp_path, warm_kernels):
     opts = ["--synthetic-ratings", "300000", "--rank", "8", "--epochs", "8", "--seed", "2",
             "--straggle", "1:3", "--eval-every", "0", "--eval-seconds", "0.01"]
     out = tmp_path / "inf"
-    cp = _run(3, opts + ["--staleness", "inf", "--stop-when", "slowest", "--out", out])
+    cp = run_job("jobs.mf", 3, opts + ["--staleness", "inf", "--stop-when", "slowest", "--out", out])
     assert cp.returncode == 0, cp.stderr
     s = _summary(out)
     fast, slow = s["epochs_per_worker"]
@@ -311,7 +296,7 @@ def test_stop_when_slowest_fast_worker_keeps_training(tmp_path, warm_kernels):
     assert s["test_rmse"] < TOLERANCE * NOISE
     # the same at --stop-when own: both workers stop at --epochs
     own = tmp_path / "own"
-    cp = _run(3, opts + ["--staleness", "inf", "--out", own])
+    cp = run_job("jobs.mf", 3, opts + ["--staleness", "inf", "--out", own])
     assert cp.returncode == 0, cp.stderr
     assert _summary(own)["epochs_per_worker"] == [8.0, 8.0]
     assert _summary(own)["ratings_processed"] == _summary(own)["n_train"] * 8
@@ -324,13 +309,13 @@ def test_stop_when_slowest_is_bounded_by_staleness_and_equal_at_s0(tmp_path, war
             "40000", "--rank", "6", "--epochs", "3", "--seed", "5", "--dtype", "float64",
             "--straggle", "1:3", "--eval-every", "0"]
     s2 = tmp_path / "s2"
-    cp = _run(3, opts + ["--staleness", "2", "--stop-when", "slowest", "--out", s2])
+    cp = run_job("jobs.mf", 3, opts + ["--staleness", "2", "--stop-when", "slowest", "--out", s2])
     assert cp.returncode == 0, cp.stderr
     clocks = _summary(s2)["clocks_per_worker"]
     assert clocks[1] == 12 and 12 <= clocks[0] <= 14, clocks
     a, b = tmp_path / "own0", tmp_path / "slow0"
     for path, mode in ((a, "own"), (b, "slowest")):
-        cp = _run(3, opts + ["--staleness", "0", "--stop-when", mode, "--out", path])
+        cp = run_job("jobs.mf", 3, opts + ["--staleness", "0", "--stop-when", mode, "--out", path])
         assert cp.returncode == 0, cp.stderr
     assert _summary(b)["clocks_per_worker"] == [12, 12]
     ma, mb = _model(a), _model(b)

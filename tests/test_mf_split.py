@@ -6,31 +6,18 @@ import json
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
 
-from ssp_mpi.launch import REPO, mpiexec, rank_env
+from jobrun import read_model as _model
+from jobrun import read_summary as _summary
+from jobrun import run_job
+from ssp_mpi.launch import REPO, rank_env
 
 NOISE = 0.25            # --synthetic-noise default: the best reachable test RMSE
 TOLERANCE = 1.2         # as tests/test_job_mf.py: within 20 % of the noise level
 SMALL = ["--synthetic-users", "300", "--synthetic-items", "200", "--synthetic-ratings",
          "12000", "--rank", "6", "--epochs", "4"]
-
-
-def _run(n, args, timeout=300):
-    cp = mpiexec(n, ["-m", "jobs.mf"] + [str(a) for a in args], timeout=timeout)
-    assert not cp.timed_out, f"timed out\n{cp.stdout}\n{cp.stderr}"
-    return cp
-
-
-def _model(path):
-    with h5py.File(path / "model.h5", "r") as f:
-        return {k: f[k][()] for k in f.keys()}
-
-
-def _summary(path):
-    return json.loads((path / "summary.json").read_text())
 
 
 def _data(opts):
@@ -106,7 +93,7 @@ def test_help_lists_split_with_its_default():
 def test_split_ratings_s0_equals_serial_simulation(tmp_path, warm_kernels, n, extra, rtol):
     opts = SMALL + ["--seed", "7", "--split", "ratings"] + extra
     out = tmp_path / "out"
-    cp = _run(n, opts + ["--staleness", "0", "--out", out])
+    cp = run_job("jobs.mf", n, opts + ["--staleness", "0", "--out", out])
     assert cp.returncode == 0, cp.stderr
     m = _model(out)
     J, args, train, test = _data(opts)
@@ -127,7 +114,7 @@ def test_split_ratings_s0_equals_serial_simulation(tmp_path, warm_kernels, n, ex
 @pytest.mark.parametrize("staleness", ["0", "inf"])
 def test_split_ratings_reaches_noise_level(tmp_path, warm_kernels, workers, staleness):
     out = tmp_path / "out"
-    cp = _run(workers + 1, ["--split", "ratings", "--rank", "8", "--reg", "0.02",
+    cp = run_job("jobs.mf", workers + 1, ["--split", "ratings", "--rank", "8", "--reg", "0.02",
                             "--epochs", "20", "--staleness", staleness, "--out", out])
     assert cp.returncode == 0, cp.stderr
     s = _summary(out)
@@ -155,13 +142,13 @@ def test_split_ratings_checkpoint_resume(tmp_path, warm_kernels, resume_ranks):
     opts = SMALL + ["--seed", "3", "--dtype", "float64", "--split", "ratings", "--adagrad"]
     ck = tmp_path / "ck"
     first = tmp_path / "first"
-    cp = _run(3, opts + ["--checkpoint-dir", ck, "--checkpoint-every", "8", "--out", first])
+    cp = run_job("jobs.mf", 3, opts + ["--checkpoint-dir", ck, "--checkpoint-every", "8", "--out", first])
     assert cp.returncode == 0, cp.stderr
     before = next(l for l in cp.stdout.splitlines() if l.startswith("epoch 2/4"))
     cks = sorted(p for p in ck.iterdir() if p.is_dir() and p.name.startswith("ckpt-"))
     assert cks, list(ck.iterdir())
     resumed = tmp_path / "resumed"
-    cp = _run(resume_ranks, opts + ["--resume", cks[0], "--out", resumed])
+    cp = run_job("jobs.mf", resume_ranks, opts + ["--resume", cks[0], "--out", resumed])
     assert cp.returncode == 0, cp.stderr
     assert "epoch 1/4" not in cp.stdout and "epoch 4/4" in cp.stdout
     after = next(l for l in cp.stdout.splitlines() if l.startswith("epoch 2/4"))
@@ -181,11 +168,11 @@ def test_split_ratings_checkpoint_resume(tmp_path, warm_kernels, resume_ranks):
 def test_resume_with_another_split_is_refused(tmp_path, warm_kernels, first, then):
     opts = SMALL + ["--seed", "3", "--epochs", "2"]
     ck = tmp_path / "ck"
-    cp = _run(3, opts + ["--split", first, "--checkpoint-dir", ck, "--checkpoint-every", "4",
+    cp = run_job("jobs.mf", 3, opts + ["--split", first, "--checkpoint-dir", ck, "--checkpoint-every", "4",
                          "--out", tmp_path / "a"])
     assert cp.returncode == 0, cp.stderr
     out = tmp_path / "b"
-    cp = _run(3, opts + ["--split", then, "--checkpoint-dir", ck, "--resume", "--out", out],
+    cp = run_job("jobs.mf", 3, opts + ["--split", then, "--checkpoint-dir", ck, "--resume", "--out", out],
               timeout=120)
     assert cp.returncode == 2, (cp.returncode, cp.stderr)
     assert cp.stderr.count(f"--split {first}") >= 1 and "resume with" in cp.stderr, cp.stderr
