@@ -38,14 +38,19 @@ class Board:
         self._buf = np.zeros(self.size, np.int64)
         self._one = np.zeros(1, np.int64)
 
-    def _put(self, index, value, op):
+    def _post_put(self, index, value, op):
+        """Post an atomic write of one element (complete at the next ``Flush``)."""
         self._one[0] = value
-        win = self.window.win
-        win.Accumulate([self._one, 1, MPI.INT64_T], self.home, target=(index, 1, MPI.INT64_T), op=op)
-        win.Flush(self.home)
+        self.window.win.Accumulate([self._one, 1, MPI.INT64_T], self.home,
+                                   target=(index, 1, MPI.INT64_T), op=op)
+
+    def _put(self, index, value, op):
+        self._post_put(index, value, op)
+        self.window.win.Flush(self.home)
 
     def read(self):
-        """Atomic snapshot of the whole board (a copy)."""
+        """Atomic snapshot of the whole board (a copy); also completes any
+        ``_post_put`` posted before it (one ``Flush``)."""
         win = self.window.win
         win.Get_accumulate([self._buf, self.size, MPI.INT64_T], [self._buf, self.size, MPI.INT64_T],
                            self.home, target=(0, self.size, MPI.INT64_T), op=MPI.NO_OP)
@@ -76,14 +81,8 @@ class Board:
         board taken after it, in the same round trip (one ``Flush``: the
         replace and the read of the same element are ordered, MPI's default
         accumulate ordering)."""
-        self._one[0] = clock
-        win = self.window.win
-        win.Accumulate([self._one, 1, MPI.INT64_T], self.home, target=(worker, 1, MPI.INT64_T),
-                       op=MPI.REPLACE)
-        win.Get_accumulate([self._buf, self.size, MPI.INT64_T], [self._buf, self.size, MPI.INT64_T],
-                           self.home, target=(0, self.size, MPI.INT64_T), op=MPI.NO_OP)
-        win.Flush(self.home)
-        return self._buf.copy()
+        self._post_put(worker, clock, MPI.REPLACE)
+        return self.read()
 
     def publish_reads_done(self, worker, clock):
         self._put(self.n_workers + worker, clock, MPI.REPLACE)
