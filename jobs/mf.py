@@ -647,10 +647,9 @@ def main(argv=None):
                     progress(c // cpe, parts, "")
                 else:
                     progress(c // cpe, parts, "worker 0's share and replica")
-            P, Pd, Q, bu, bud, bi = views(me.part_items[me.part(c)],
-                                          me.part_users[me.part(c)])
-            me.step(c, P, Pd, Q, tQ.delta, bu, bud, bi, tbi.delta.reshape(-1))
             part = me.part(c)
+            P, Pd, Q, bu, bud, bi = views(me.part_items[part], me.part_users[part])
+            me.step(c, P, Pd, Q, tQ.delta, bu, bud, bi, tbi.delta.reshape(-1))
             processed += int(me.bounds[part + 1] - me.bounds[part])
             w.clock()
         train_wall = time.perf_counter() - t_start
