@@ -12,7 +12,7 @@ import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-MODULES = ("kernels.oplog", "kernels.mf", "kernels.lda")
+MODULES = ("kernels.oplog", "kernels.rows", "kernels.mf", "kernels.lda")
 
 
 def main():

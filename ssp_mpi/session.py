@@ -126,8 +126,8 @@ class Session:
 
     def _allocate(self):
         rank = self.comm.rank
-        from kernels import oplog
-        mpienv.compile_once(self.comm, oplog.warmup)
+        from kernels import oplog, rows
+        mpienv.compile_once(self.comm, lambda: (oplog.warmup(), rows.warmup()))
         for name, spec in self.specs.items():
             self.windows[name] = ShardWindow(shard_shape(spec, self.layout, rank), spec.dtype,
                                              comm=self.comm)

@@ -47,6 +47,11 @@ class ClockStats:
         """``with stats.wait():`` counts the block as waiting."""
         return _Timer(self, "_wait")
 
+    def add_comm(self, seconds, in_bytes=0):
+        """Count ``seconds`` of communication that moved ``in_bytes`` in."""
+        self._comm += seconds
+        self._in += in_bytes
+
     def moved(self, out_bytes=0, in_bytes=0):
         self._out += int(out_bytes)
         self._in += int(in_bytes)

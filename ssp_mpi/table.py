@@ -13,9 +13,9 @@ Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
 increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
 """
 import ctypes
-import math
 import os
 from dataclasses import dataclass
+from time import perf_counter
 
 import numpy as np
 from . import mpienv
@@ -23,8 +23,11 @@ from . import mpienv
 mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
 from mpi4py import MPI  # noqa: E402
 
+NO_OP, SUM = MPI.NO_OP, MPI.SUM
+
 from . import partition
 from kernels.oplog import dirty_rows
+from kernels.rows import add_rows, fingerprint, gather_rows, scatter_rows, zero_rows
 from .config import DTYPES, parse_staleness
 from .freshness import Freshness
 from .window import RowSet
@@ -154,20 +157,27 @@ class WorkerTable:
             self._stage = np.zeros((rows, self.spec.cols), self.spec.dtype)
         return self._stage
 
-    def _batches(self, rs, remember=True):
-        """Groups of transfers that share the staging buffer at once, each
-        with the buffer of every transfer in it (remembered per row set)."""
-        plan = self._plans.get(rs)
+    def _batches(self, rs, array, remember=True):
+        """The transfers of ``rs`` to or from ``array`` (the replica or the
+        oplog), ready to post: groups that share the staging buffer at once,
+        each ``(ops, staged, one)`` with ``ops`` = ``[(message, rank,
+        target)]``, ``staged`` = ``[(global rows, stage view)]`` (to scatter
+        or gather), ``one`` = the server rank when the group is one transfer,
+        else None.  Remembered per row set and array."""
+        key = (rs, array is self._delta)
+        plan = self._plans.get(key)
         if plan is not None and plan[0] is self._stage:
             return plan[1]
-        batches = self._plan(rs)
+        batches = [self._post_list(group, array) for group in self._groups(rs)]
         if remember:
             if len(self._plans) > 128:
                 self._plans.clear()
-            self._plans[rs] = (self._stage, batches)
+            self._plans[key] = (self._stage, batches)
         return batches
 
-    def _plan(self, rs):
+    def _groups(self, rs):
+        """``[[(transfer, stage view or None)]]``: one group when the staged
+        transfers fit in ``STAGE_BYTES`` together, else one per transfer."""
         staged = [t for t in rs.transfers if not t.direct]
         if sum(t.nbytes for t in staged) <= STAGE_BYTES:
             stage = self._staging(sum(t.count for t in staged))
@@ -182,10 +192,20 @@ class WorkerTable:
         stage = self._staging(max(t.count for t in staged))
         return [[(t, None if t.direct else stage[:t.count])] for t in rs.transfers]
 
+    def _post_list(self, group, array):
+        ops, staged = [], []
+        for t, stage in group:
+            buf = array[t.rows] if t.direct else stage
+            ops.append((t.spec(buf), self._servers[t.server], t.target()))
+            if not t.direct:
+                staged.append((t.global_rows, stage))
+        one = self._servers[group[0][0].server] if len(group) == 1 else None
+        return ops, staged, one
+
     # -- row sets ---------------------------------------------------------
     @staticmethod
     def _key(rows):
-        return (rows.size, hash(rows.tobytes()))
+        return (rows.size,) + fingerprint(rows)
 
     def _rowset(self, rows):
         if rows is None:
@@ -198,9 +218,11 @@ class WorkerTable:
         rs = self._rowsets.get(key)
         if rs is None:
             if len(self._rowsets) > 64:         # bound the cache of datatypes
-                for old_key in [k for k in self._rowsets if k is not None][:32]:
+                for old_key in [k for k, v in self._rowsets.items()
+                                if k is not None and v is not self._default][:32]:
                     old = self._rowsets.pop(old_key)
-                    self._plans.pop(old, None)
+                    self._plans.pop((old, False), None)
+                    self._plans.pop((old, True), None)
                     old.free()
             ids = np.arange(self.spec.rows) if rows is None else rows
             try:
@@ -225,8 +247,7 @@ class WorkerTable:
         if not rs.rows.size:
             return self.replica
         c = self._w.clock_value
-        s = self.spec.staleness
-        need = -math.inf if math.isinf(s) else c - s
+        need = c - self.spec.staleness        # -inf at staleness inf
         oldest, last = self.freshness.oldest(rs)
         must = oldest < 0 or oldest < need
         if must or (self.spec.refresh == "clock" and last < c):
@@ -245,25 +266,27 @@ class WorkerTable:
         """Bulk-read ``rs`` into the replica; ``server_clock`` was observed
         *before* the read, so the data holds every update of clocks below it.
         Reads use ``Get_accumulate(NO_OP)``: element-wise atomic against the
-        accumulates other workers may be landing on the same rows."""
+        accumulates other workers may be landing on the same rows.  The
+        copies into place count as communication."""
         win = self._window.win
-        dirty = not self._delta_clean
-        for batch in self._batches(rs):
-            with self._w.stats.comm():
-                for t, stage in batch:
-                    buf = self.replica[t.rows] if t.direct else stage
-                    win.Get_accumulate(t.spec(buf), t.spec(buf), self._servers[t.server],
-                                       target=t.target(), op=MPI.NO_OP)
-                if len(batch) == 1:
-                    win.Flush(self._servers[batch[0][0].server])
+        replica = self.replica
+        t0 = perf_counter()
+        for ops, staged, one in self._batches(rs, replica):
+            for msg, rank, target in ops:
+                win.Get_accumulate(msg, msg, rank, target, NO_OP)
+            if one is None:
+                win.Flush_all()
+            else:
+                win.Flush(one)
+            for rows, stage in staged:
+                scatter_rows(replica, rows, stage)
+        if not self._delta_clean:        # read-my-writes: re-apply unpushed increments
+            for t in rs.transfers:
+                if t.direct:
+                    replica[t.rows] += self._delta[t.rows]
                 else:
-                    win.Flush_all()
-                for t, stage in batch:   # the copies into place count as communication
-                    if not t.direct:
-                        self.replica[t.rows] = stage
-                    if dirty:            # read-my-writes: re-apply unpushed increments
-                        self.replica[t.rows] += self._delta[t.rows]
-        self._w.stats.moved(in_bytes=rs.nbytes)
+                    add_rows(replica, t.global_rows, self._delta)
+        self._w.stats.add_comm(perf_counter() - t0, in_bytes=rs.nbytes)
         self.freshness.mark(rs, server_clock, self._w.clock_value)
 
     # -- increments --------------------------------------------------------
@@ -311,18 +334,15 @@ class WorkerTable:
         return self._send(push_set, temporary)
 
     def _send(self, push_set, temporary):
-        delta = self._delta
         win = self._window.win
-        for batch in self._batches(push_set, remember=not temporary):
-            for t, stage in batch:
-                if t.direct:
-                    buf = delta[t.rows]
-                else:
-                    np.take(delta, t.global_rows, axis=0, out=stage)
-                    buf = stage
-                win.Accumulate(t.spec(buf), self._servers[t.server], target=t.target(), op=MPI.SUM)
-            if len(batch) == 1 and len(push_set.transfers) > 1:
-                win.Flush(self._servers[batch[0][0].server])   # the stage is reused next
+        batches = self._batches(push_set, self._delta, remember=not temporary)
+        for ops, staged, one in batches:
+            for rows, stage in staged:
+                gather_rows(self._delta, rows, stage)
+            for msg, rank, target in ops:
+                win.Accumulate(msg, rank, target, SUM)
+            if one is not None and len(batches) > 1:
+                win.Flush(one)                  # the stage is reused next
         self._pending = (push_set, temporary)
         return push_set.nbytes
 
@@ -344,7 +364,7 @@ class WorkerTable:
                     ctypes.memset(self._delta_addr + t.rows.start * self._row_bytes, 0,
                                   t.count * self._row_bytes)
                 else:
-                    self._delta[t.rows] = 0
+                    zero_rows(self._delta, t.global_rows)
         if temporary:
             push_set.free()
         self._pending = None

@@ -147,7 +147,7 @@ class RowTransfer:
         self.cols = cols
         self.count = int(len(global_rows))
         self.nbytes = self.count * cols * itemsize
-        self.global_rows = global_rows
+        self.global_rows = np.ascontiguousarray(global_rows, np.int64)
         self.rows = _as_slice(global_rows)          # a slice when possible (cheap copies)
         if self.rows is None:
             self.rows = global_rows

@@ -6,6 +6,7 @@ fetch, which wait and for what, what is pushed, and read-my-writes, without
 launching ranks.
 """
 import math
+import itertools
 import types
 
 import numpy as np
@@ -263,7 +264,50 @@ def test_dirty_rows_matches_reference(dtype):
     assert dirty_rows(np.zeros((4, 3), dtype)).size == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_row_kernels_match_reference(dtype):
+    from kernels import rows as R
+    rng = np.random.default_rng(4)
+    full = rng.integers(-50, 50, (300, 5)).astype(dtype)
+    ids = np.sort(rng.choice(300, 40, replace=False)).astype(np.int64)
+    src = rng.integers(-50, 50, (40, 5)).astype(dtype)
+    for fn, ref, args in ((R.scatter_rows, R.scatter_rows_reference, (ids, src)),
+                          (R.add_rows, R.add_rows_reference, (ids, full[::-1].copy())),
+                          (R.zero_rows, R.zero_rows_reference, (ids,))):
+        a, b = full.copy(), full.copy()
+        fn(a, *args)
+        ref(b, *args)
+        assert np.array_equal(a, b), fn.__name__
+        assert not np.array_equal(a, full), fn.__name__      # it did something
+    a, b = np.zeros_like(src), np.zeros_like(src)
+    R.gather_rows(full, ids, a)
+    R.gather_rows_reference(full, ids, b)
+    assert np.array_equal(a, b) and np.array_equal(a, full[ids])
+
+
+def test_fingerprint_names_a_set_of_rows():
+    from kernels.rows import fingerprint, fingerprint_reference
+    rng = np.random.default_rng(5)
+    ids = rng.choice(10**6, 1000, replace=False).astype(np.int64)
+    assert fingerprint(ids) == fingerprint_reference(ids)
+    assert fingerprint(ids) == fingerprint(np.sort(ids))           # a set: order-free
+    keys = {fingerprint(np.delete(ids, i)) for i in range(ids.size)}
+    keys |= {fingerprint(np.append(ids[1:], ids[0] + 1))}
+    assert len(keys) == ids.size + 1                               # neighbours differ
+    assert fingerprint(np.arange(5)) != fingerprint(np.arange(1, 6))
+
+
 def test_replica_and_oplog_rows_are_cache_line_aligned(table):
     t, w, win = table
     assert t.replica.ctypes.data % 64 == 0 and t.delta.ctypes.data % 64 == 0
     assert t.replica.flags.c_contiguous and not t.replica.any()
+
+
+def test_declared_rows_survive_the_row_set_cache_bound(table):
+    t, w, win = table
+    declared = t.use_rows([2, 5, 7])
+    for rows in itertools.combinations(range(10), 3):                 # 120 other row sets
+        t.get(list(rows))
+    assert len(t._rowsets) <= 66 and declared.transfers        # bounded, declared kept
+    w.clock_value += 5
+    assert np.array_equal(t.get()[[2, 5, 7]], np.arange(30).reshape(10, 3)[[2, 5, 7]])
