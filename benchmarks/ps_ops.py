@@ -10,17 +10,25 @@ same run and against the same server:
             raw ``Get_accumulate(NO_OP)`` + ``Flush`` of the same bytes;
 * push   -- ``clock()`` with every row of the oplog non-zero (find dirty
             rows, push, flush, clear the oplog, publish the clock) vs raw
-            ``Accumulate(SUM)`` + ``Flush`` of the same bytes, and ("push vs
+            ``Accumulate(SUM)`` + ``Flush`` of the same bytes; ("push vs
             acc+reset") vs what a raw program pushing its own increment
             buffer does each clock: that ``Accumulate`` + ``Flush``, then
             zeroing the buffer for the next clock (C ``memset``, as the
-            library does);
-* get 10% -- an SSP read of a random 10% of the rows at a new clock vs the
-            raw read an mpi4py programmer would write for the same rows (one
-            ``Get_accumulate`` with an indexed datatype over the rows, into a
-            contiguous buffer) and, as a lower bound no scattered read can
-            reach, the raw read of a contiguous block of the same size;
-* clock  -- ``clock()`` with an empty oplog (one board update).
+            library does); and ("push vs raw clock") vs a whole raw SSP
+            clock moving the same bytes as the library: accumulate + flush +
+            reset, then publish the worker's clock (``Accumulate(REPLACE)``
+            of one int64) and read every worker's clock
+            (``Get_accumulate(NO_OP)`` of a board of the same size) under
+            one ``Flush``;
+* get 10% -- an SSP read of a random 10% of the rows at a new clock (the
+            row ids passed as an array, as a user would) vs the raw read an
+            mpi4py programmer would write for the same rows (one
+            ``Get_accumulate`` with an indexed datatype over the rows, built
+            beforehand, into a contiguous buffer) and, as a lower bound no
+            scattered read can reach, the raw read of a contiguous block of
+            the same size;
+* clock  -- ``clock()`` with an empty oplog vs the raw publish (the last
+            step of the raw clock above).
 
 Untimed set-up before each pair: ``clock()`` with an empty oplog before a
 read (so that the read is a real one at a new clock), filling the oplog
@@ -29,11 +37,12 @@ Reading the figures: below ~10^4 rows an operation is latency-bound (one
 RMA round trip on shared memory is ~5 us).  An SSP read that needs no wait
 is one round trip, like the raw read (the worker knows the server clock
 from the board snapshot its last ``clock()`` took in the same round trip as
-publishing its clock), plus ~5-10 us of Python bookkeeping; a push is two
-(the increments, then publishing the clock once they are complete), plus
-the Python.  A push also clears the oplog (a memory pass as long as the
-accumulate for narrow rows), hence the second push line.  A scattered read also lands the
-rows in place in the full-size replica.
+publishing its clock), plus ~2 us of Python bookkeeping; a clock is two
+round trips (the increments, then publishing the clock once they are
+complete), like the raw clock, plus the Python.  Against a bare accumulate
+a push also pays for clearing the oplog (a memory pass as long as the
+accumulate for narrow rows) and for publishing the clock.  A scattered read
+also lands the rows in place in the full-size replica.
 
 The two are timed alternately, pair by pair; it prints the median time of
 each and the median of the pair-by-pair ratios PS / raw (target: bulk
@@ -56,15 +65,6 @@ def parse(argv):
     p.add_argument("--repeat", type=int, default=0, help="repetitions per size (0: automatic)")
     p.add_argument("--timeout", type=float, default=600, help="seconds before the launched run is killed")
     return p.parse_args(argv)
-
-
-def median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def paired(a, b, repeat, setup=None):
@@ -96,7 +96,8 @@ def bench(args):
     for n in sizes:
         reps = args.repeat or max(5, min(200, int(2e7 // (n * args.cols))))
         specs = [TableSpec("t", n, args.cols, "float32", staleness=0, refresh="clock"),
-                 TableSpec("raw", n, args.cols, "float32", staleness="inf")]
+                 TableSpec("raw", n, args.cols, "float32", staleness="inf"),
+                 TableSpec("rawboard", 64, 1, "int64", staleness="inf")]
         with Session(Config(servers=1, strict_bsp=False), tables=specs, comm=MPI.COMM_WORLD) as ps:
             server = ps.layout.servers[0]
 
@@ -136,6 +137,23 @@ def bench(args):
                     raw_win.Accumulate([ones, MPI.FLOAT], server, op=MPI.SUM)
                     raw_win.Flush(server)
 
+                board_win = ps.windows["rawboard"].win
+                nboard = ps.board.size               # the library's board: the same bytes
+                board = np.zeros(nboard, np.int64)
+                my_clock = np.zeros(1, np.int64)
+
+                def raw_publish():                  # publish my clock, read all clocks, 1 flush
+                    my_clock[0] += 1
+                    board_win.Accumulate([my_clock, MPI.INT64_T], server,
+                                         target=(w.index, 1, MPI.INT64_T), op=MPI.REPLACE)
+                    board_win.Get_accumulate([board, MPI.INT64_T], [board, MPI.INT64_T], server,
+                                             target=(0, nboard, MPI.INT64_T), op=MPI.NO_OP)
+                    board_win.Flush(server)
+
+                def raw_clock():                    # a raw SSP clock: push, reset, publish
+                    raw_inc_reset()
+                    raw_publish()
+
                 def ps_sub():
                     t.get(sub)
 
@@ -155,13 +173,14 @@ def bench(args):
                 for name, a, b, setup in (("get", ps_get, raw_get, new_clock),
                                           ("push: clock", w.clock, raw_inc, fill_oplog),
                                           ("push vs acc+reset", w.clock, raw_inc_reset, fill_oplog),
+                                          ("push vs raw clock", w.clock, raw_clock, fill_oplog),
                                           ("get 10%", ps_sub, raw_sub_indexed, new_clock),
                                           ("get 10% vs block", ps_sub, raw_sub_block, new_clock)):
                     setup(); a(); b()               # warm
                     res[name] = paired(a, b, reps, setup)
                 sub_type.Free()
                 row_type.Free()
-                res["clock (empty)"] = (median_time(w.clock, reps), float("nan"), float("nan"))
+                res["clock (empty)"] = paired(w.clock, raw_publish, reps)
                 return res
 
             out = ps.run(work)

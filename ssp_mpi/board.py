@@ -37,12 +37,16 @@ class Board:
                 mem[:2 * W] = clock
         self._buf = np.zeros(self.size, np.int64)
         self._one = np.zeros(1, np.int64)
+        # messages built once (a clock posts one write and one read)
+        self._one_msg = [self._one, 1, MPI.INT64_T]
+        self._buf_msg = [self._buf, self.size, MPI.INT64_T]
+        self._all_target = (0, self.size, MPI.INT64_T)
+        self._targets = [(i, 1, MPI.INT64_T) for i in range(self.size)]
 
     def _post_put(self, index, value, op):
         """Post an atomic write of one element (complete at the next ``Flush``)."""
         self._one[0] = value
-        self.window.win.Accumulate([self._one, 1, MPI.INT64_T], self.home,
-                                   target=(index, 1, MPI.INT64_T), op=op)
+        self.window.win.Accumulate(self._one_msg, self.home, self._targets[index], op)
 
     def _put(self, index, value, op):
         self._post_put(index, value, op)
@@ -52,8 +56,7 @@ class Board:
         """Atomic snapshot of the whole board (a copy); also completes any
         ``_post_put`` posted before it (one ``Flush``)."""
         win = self.window.win
-        win.Get_accumulate([self._buf, self.size, MPI.INT64_T], [self._buf, self.size, MPI.INT64_T],
-                           self.home, target=(0, self.size, MPI.INT64_T), op=MPI.NO_OP)
+        win.Get_accumulate(self._buf_msg, self._buf_msg, self.home, self._all_target, MPI.NO_OP)
         win.Flush(self.home)
         return self._buf.copy()
 
@@ -62,7 +65,8 @@ class Board:
         return b[:self.n_workers]
 
     def server_clock(self, snapshot=None):
-        return min(self.clocks(snapshot).tolist())       # tolist: cheaper than ndarray.min for a few
+        b = self.read() if snapshot is None else snapshot
+        return min(b[:self.n_workers].tolist())       # tolist: cheaper than ndarray.min for a few
 
     def reads_done(self, snapshot=None):
         b = self.read() if snapshot is None else snapshot

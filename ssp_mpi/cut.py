@@ -195,8 +195,10 @@ class WorkerCuts:
             board.raise_flag(FLAG_REQUEST, ((self.cutter.generation + 1) << 2) | kind)
             snapshot = None                 # read again: the flag just raised
         if self.target is None:
-            with w.stats.comm():
-                self.note(board.read() if snapshot is None else snapshot, c)
+            if snapshot is None:
+                with w.stats.comm():
+                    snapshot = board.read()
+            self.note(snapshot, c)
             if self.seen > self.cutter.generation:
                 self._agree(self.seen)
         requested = self.target is not None and self.target == c

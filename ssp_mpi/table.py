@@ -134,6 +134,8 @@ class WorkerTable:
         self._pending = None
         self._plans = {}
         self._unscanned_pushes = 0
+        self._staleness = spec.staleness
+        self._refresh_each_clock = spec.refresh == "clock"
 
     @property
     def fetch_clock(self):
@@ -247,10 +249,9 @@ class WorkerTable:
         if not rs.rows.size:
             return self.replica
         c = self._w.clock_value
-        need = c - self.spec.staleness        # -inf at staleness inf
+        need = c - self._staleness            # -inf at staleness inf
         oldest, last = self.freshness.oldest(rs)
-        must = oldest < 0 or oldest < need
-        if must or (self.spec.refresh == "clock" and last < c):
+        if oldest < 0 or oldest < need or (self._refresh_each_clock and last < c):
             self._fetch(rs, self._w.server_clock_at_least(need))
         self._w.record_read(self, rs, c)
         return self.replica

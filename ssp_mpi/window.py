@@ -153,9 +153,14 @@ class RowTransfer:
             self.rows = global_rows
         self.direct = self.rows.__class__ is slice and (self.rows.step or 1) == 1
         self.base = base                           # MPI type of one element
-        self.target_type, self.target_row = _rows_type(rowtype, local_rows)
-        self.target_type.Commit()
-        self._target = (self.target_row * self.cols, 1, self.target_type)
+        self.target_row = int(local_rows[0])
+        if local_rows[-1] - local_rows[0] + 1 == self.count:     # a block: plain elements
+            self.target_type = None
+            self._target = (self.target_row * cols, self.count * cols, base)
+        else:
+            self.target_type, self.target_row = _rows_type(rowtype, local_rows)
+            self.target_type.Commit()
+            self._target = (self.target_row * self.cols, 1, self.target_type)
 
     def target(self):
         """Target spec; displacements count elements (disp_unit = itemsize)."""
@@ -178,25 +183,31 @@ class RowTransfer:
 
 
 # A scattered row costs more than its bytes: MPICH's datatype engine pays per
-# block of an indexed type, and the staging buffer is gathered / scattered row
-# by row.  Reading (or pushing) every row between a server's first and last
-# requested row instead moves more bytes but in one block.  A transfer covers
-# its range when the extra bytes are at most COVER_BYTES x (blocks + rows):
-# measured on the 2-core development machine (MPICH shared memory, float32
-# rows of 16 and 100 columns), a scattered row cost about as much as 500-1000
-# contiguous bytes.  0 turns covering off.
-COVER_BYTES = int(os.environ.get("SSP_MPI_COVER_BYTES", 512))
+# block of an indexed type, and the staging buffer is scattered row by row.  Reading (or
+# pushing) every row between a server's first and last requested row instead
+# moves more bytes but in one block.  A transfer covers its range when the
+# extra bytes are at most COVER_BYTES x (blocks + rows).  Measured on the
+# 2-core development machine (MPICH shared memory, 2026-11-27, float32 rows
+# of 16 columns, random row sets of 1-30 %): a scattered row cost about as
+# much as 700 contiguous bytes once the range outgrew the caches (shards of
+# 6.4 and 64 MB), and about 300 within them (640 KB), where a scattered row
+# is cheap; covering paid from ~1 in 10 rows (large ranges) and ~1 in 4
+# (small ones).  Hence COVER_BYTES for ranges over COVER_CACHED_SPAN bytes and
+# COVER_BYTES_CACHED for the others.  0 turns covering off.
+COVER_BYTES = int(os.environ.get("SSP_MPI_COVER_BYTES", 384))
+COVER_BYTES_CACHED = int(os.environ.get("SSP_MPI_COVER_BYTES_CACHED", 150))
+COVER_CACHED_SPAN = 2 << 20
 
 
 def covering(local_rows, row_bytes, cover_bytes=None):
     """Whether to move the whole range ``local_rows[0] .. local_rows[-1]``
     instead of the scattered rows themselves."""
-    if cover_bytes is None:
-        cover_bytes = COVER_BYTES
     count = local_rows.size
     span = int(local_rows[-1] - local_rows[0]) + 1
     if span == count:
         return False                      # already contiguous
+    if cover_bytes is None:
+        cover_bytes = COVER_BYTES if span * row_bytes > COVER_CACHED_SPAN else COVER_BYTES_CACHED
     blocks = partition.runs(local_rows)[0].size
     return (span - count) * row_bytes <= cover_bytes * (blocks + count)
 

@@ -1,7 +1,7 @@
 """The worker side: clocks, the SSP wait, and collectives among workers."""
 import logging
-import math
 import time
+from time import perf_counter
 
 import numpy as np
 from . import mpienv
@@ -44,6 +44,9 @@ class Worker:
         self._strict = self.config.strict_bsp
         self._tables = {name: WorkerTable(session.specs[name], win, self)
                         for name, win in session.windows.items()}
+        self._table_list = list(self._tables.values())
+        self._strict_hold_needed = self._strict and any(
+            t.spec.staleness == 0 for t in self._table_list)
         self._known_server_clock = session.start_clock
         self.read_log = None          # set to a list to record every read (tests)
         self.cuts = WorkerCuts(session.cutter, self, self._board)
@@ -119,13 +122,10 @@ class Worker:
                                   table.replica[rows].copy(), rows.copy()))
 
     def _straggler_sleep(self):
-        if self._straggle > 1.0:
-            time.sleep((self._straggle - 1.0) * self.stats.compute_so_far())
+        time.sleep((self._straggle - 1.0) * self.stats.compute_so_far())
 
     def _strict_hold(self):
         """Strict BSP: no worker pushes clock ``c`` before all finished reading it."""
-        if not (self._strict and any(t.spec.staleness == 0 for t in self._tables.values())):
-            return
         c1 = self.clock_value + 1
         with self.stats.comm():
             self._board.publish_reads_done(self.index, c1)
@@ -134,18 +134,20 @@ class Worker:
     def clock(self):
         """End clock ``c``: push the oplog, wait until it is complete at the
         servers, then publish ``c + 1``.  Returns the clock's stats record."""
-        self._straggler_sleep()
-        self._strict_hold()
+        if self._straggle > 1.0:
+            self._straggler_sleep()
+        if self._strict_hold_needed:
+            self._strict_hold()
+        t0 = perf_counter()
         sent = 0
-        with self.stats.comm():
-            for t in self._tables.values():
-                sent += t.push()
-            for t in self._tables.values():
-                t.complete_push()
-            self.clock_value += 1
-            snap = self._board.publish_clock(self.index, self.clock_value)
-            self._saw(snap)
-        self.stats.moved(out_bytes=sent)
+        for t in self._table_list:
+            sent += t.push()
+        for t in self._table_list:
+            t.complete_push()
+        self.clock_value += 1
+        snap = self._board.publish_clock(self.index, self.clock_value)
+        self._saw(snap)
+        self.stats.add_comm(perf_counter() - t0, out_bytes=sent)
         record = self.stats.end_clock(self.clock_value - 1)
         self.cuts.boundary(snap)      # checkpoint / stop at this boundary if due
         return record

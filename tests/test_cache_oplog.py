@@ -167,6 +167,7 @@ def test_dense_oplog_pushes_skip_the_scan_then_rescan(table):
 
 def test_scattered_rowset_roundtrip(table, monkeypatch):
     monkeypatch.setattr(window, "COVER_BYTES", 0)          # scattered rows only
+    monkeypatch.setattr(window, "COVER_BYTES_CACHED", 0)
     t, w, win = table
     rows = [9, 1, 4, 5, 6]
     v = t.get(rows)
@@ -233,9 +234,12 @@ def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
 def test_covering_rule():
     from ssp_mpi.window import covering
     assert not covering(np.array([2, 3, 4]), 64)                   # contiguous already
-    assert covering(np.arange(0, 1000, 10), 64)                    # 10%: 9 rows x 64 B < 2 x 512
-    assert not covering(np.arange(0, 1000, 50), 64)                # 2%
-    assert not covering(np.arange(0, 1000, 10), 64, cover_bytes=0)
+    big = 10**5                                                    # 6.4 MB ranges: outgrow caches
+    assert covering(np.arange(0, big, 10), 64)                     # 10%: 9 x 64 B < 2 x 384
+    assert not covering(np.arange(0, big, 30), 64)                 # 3%
+    assert not covering(np.arange(0, 10**4, 10), 64)               # 640 KB: scattered rows cheap
+    assert covering(np.arange(0, 10**4, 3), 64)                    # ... but 33% is covered
+    assert not covering(np.arange(0, big, 10), 64, cover_bytes=0)
 
 
 def test_table_spec_validation():
@@ -311,3 +315,21 @@ def test_declared_rows_survive_the_row_set_cache_bound(table):
     assert len(t._rowsets) <= 66 and declared.transfers        # bounded, declared kept
     w.clock_value += 5
     assert np.array_equal(t.get()[[2, 5, 7]], np.arange(30).reshape(10, 3)[[2, 5, 7]])
+
+
+def test_clock_stats_sample_cpu_without_losing_it():
+    import time as _time
+    st = ClockStats()
+    cpu0 = _time.process_time()
+    for i in range(400):
+        x = 0
+        for j in range(200 * (i % 7)):       # short clocks, some over a millisecond
+            x += j
+        st.add_comm(1e-6, in_bytes=3, out_bytes=5)
+        st.end_clock(i)
+    spent = _time.process_time() - cpu0
+    tot = st.totals()
+    assert tot["clocks"] == 400 and tot["bytes_in"] == 1200 and tot["bytes_out"] == 2000
+    assert abs(tot["comm_s"] - 400e-6) < 1e-9
+    assert spent - 0.0015 <= tot["cpu_s"] <= spent + 1e-9      # at most the last ms missing
+    assert any(r["cpu_s"] == 0 for r in st.records)             # short clocks skip the call
