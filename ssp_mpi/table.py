@@ -215,7 +215,7 @@ class WorkerTable:
         elif isinstance(rows, RowSet):
             return rows
         else:
-            rows = np.asarray(rows, np.int64).ravel()
+            rows = np.ascontiguousarray(rows, np.int64).ravel()
             key = self._key(rows)
         rs = self._rowsets.get(key)
         if rs is None:
