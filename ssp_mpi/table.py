@@ -246,14 +246,16 @@ class WorkerTable:
         under the SSP rule; returns the full replica array (index it by
         global row id).  May wait for slower workers; never busy-spins."""
         rs = self._default if rows is None else self._rowset(rows)
-        if not rs.rows.size:
+        if not rs.total_count:
             return self.replica
-        c = self._w.clock_value
+        w = self._w
+        c = w.clock_value
         need = c - self._staleness            # -inf at staleness inf
         oldest, last = self.freshness.oldest(rs)
         if oldest < 0 or oldest < need or (self._refresh_each_clock and last < c):
-            self._fetch(rs, self._w.server_clock_at_least(need))
-        self._w.record_read(self, rs, c)
+            self._fetch(rs, w.server_clock_at_least(need))
+        if w.read_log is not None:
+            w.record_read(self, rs, c)
         return self.replica
 
     def get_final(self):

@@ -116,6 +116,8 @@ class Worker:
                 backoff.sleep()
 
     def record_read(self, table, rowset, clock):
+        """Log a read (tests set ``read_log`` to a list; tables call this
+        only then)."""
         if self.read_log is not None:
             rows = rowset.rows
             self.read_log.append((table.name, clock, table.freshness.oldest(rowset)[0],

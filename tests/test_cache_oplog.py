@@ -24,6 +24,8 @@ from ssp_mpi.window import RowSet, ShardWindow
 
 
 class FakeWorker:
+    read_log = None
+
     def __init__(self):
         self.layout = types.SimpleNamespace(servers=(0,))
         self.clock_value = 0
