@@ -168,13 +168,17 @@ def time_to(curve, target):
 def run_one(args, s, workdir, rnd):
     from ssp_mpi.launch import mpiexec
     out = os.path.join(workdir, f"s{s}-{rnd}")
-    cp = mpiexec(3, ["-m", "jobs.mf"] + job_argv(args, s, out), timeout=args.timeout)
+    cp = mpiexec(args.workers + 1, ["-m", "jobs.mf"] + job_argv(args, s, out),
+                 timeout=args.timeout)
     if cp.returncode != 0:
         raise SystemExit(f"jobs.mf s={s} failed (exit {cp.returncode}"
                          f"{', timed out' if getattr(cp, 'timed_out', False) else ''}):\n"
                          f"{cp.stderr[-3000:]}")
     curve, summ = read_curve(out)
-    return {"curve": curve, "final_rmse": summ["test_rmse"], "wait_s": summ["wait_s"],
+    if summ.get("workers") != args.workers:
+        raise SystemExit(f"jobs.mf s={s} ran {summ.get('workers')} workers, not --workers "
+                         f"{args.workers} (its summary.json: {out})")
+    return {"curve": curve, "workers": summ["workers"], "final_rmse": summ["test_rmse"], "wait_s": summ["wait_s"],
             "wait_max_s": summ["wait_max_s"], "train_wall_s": summ["train_wall_s"],
             "epochs_per_worker": summ["epochs_per_worker"],
             # the straggler's pace (its clocks are the same work at every s:
@@ -218,6 +222,17 @@ def fmt(x, spec, width=0):
     return format("never" if x is None else format(x, spec), f">{width}")
 
 
+def worker_count(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"--workers wants an integer >= 2 (one of them the "
+                                         f"straggler), got {text!r}")
+    return n
+
+
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.mf_staleness",
                                 description=__doc__.split("\n\n")[0],
@@ -233,6 +248,9 @@ def parse(argv):
     p.add_argument("--epochs", type=int, default=12,
                    help="epochs of the slowest worker per run")
     p.add_argument("--clocks-per-epoch", type=int, default=4, help="SSP clocks per epoch")
+    p.add_argument("--workers", type=worker_count, default=2,
+                   help="worker ranks (the job runs with one more rank, its server); with "
+                        "more ranks than cores they share cores (see the docstring)")
     p.add_argument("--staleness", nargs="+", default=["0", "1", "3", "inf"],
                    help="staleness values (the first is the baseline of the speed-up)")
     p.add_argument("--straggle", default="1:2.0", help="the job's --straggle")
@@ -260,29 +278,54 @@ def parse(argv):
                         "load swings: use several)")
     p.add_argument("--seed", type=int, default=0, help="data seed")
     add_run_options(p, "jobs.mf", "--lr=0.1", "out/bench/mf_staleness.png")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        straggle_factors(args.straggle, args.workers)
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def straggle_factors(text, n_workers=2):
-    """``"1:2.0"`` -> [1.0, 2.0]: the slow-down of each worker."""
+    """``"1:2.0"`` -> [1.0, 2.0] (``n_workers=3``: [1.0, 2.0, 1.0]): the
+    slow-down of each worker.  ValueError names what to fix."""
     out = [1.0] * n_workers
     for part in text.split(","):
-        if part.strip():
+        if not part.strip():
+            continue
+        try:
             w, f = part.split(":")
-            out[int(w)] = float(f)
+            w, f = int(w), float(f)
+        except ValueError:
+            raise ValueError(f"--straggle wants WORKER:FACTOR[,WORKER:FACTOR...], "
+                             f"got {text!r}") from None
+        if not 0 <= w < n_workers:
+            raise ValueError(f"--straggle {text!r}: worker {w} does not exist with "
+                             f"--workers {n_workers} (workers are 0..{n_workers - 1})")
+        out[w] = f
     return out
 
 
-def simulate(args, s, eval_dt=1.0):
-    """Noise-free replay of the SSP schedule of ``jobs.mf`` with 2 workers in
-    one process: the same data, shares, tile order, kernels and step sizes;
-    worker w's clock takes ``factor[w]`` time units (1 unit = one clock of
-    kernel work); a worker starts clock c once the slowest has finished
-    c - s (every push is visible at once: reads get the freshest values the
-    rule allows, like the job on one node); ``--stop-when`` as in the job.
-    Returns the curve [(time units, slowest epochs, fastest epochs, test RMSE)]
-    evaluated every ``eval_dt`` units from the pushed tables and the current
-    user factors."""
+def work_bound(factors):
+    """Clocks per unit of time of s=inf over s=0 when worker w's clock takes
+    ``factors[w]`` units: at s=0 every worker runs at the slowest's pace
+    (n / max f), at s=inf each at its own (sum 1/f).  With one 2x straggler
+    among n workers: (2n - 1) / n.  Time to target cannot gain more on a
+    noise-free machine with a core per worker."""
+    return max(factors) * sum(1.0 / f for f in factors) / len(factors)
+
+
+def simulate(args, s, eval_dt=1.0, trace=None):
+    """Noise-free replay of the SSP schedule of ``jobs.mf`` with ``--workers``
+    workers in one process: the same data, shares, tile order, kernels and
+    step sizes; worker w's clock takes ``factor[w]`` time units (1 unit = one
+    clock of kernel work; ``straggle_factors``); a worker starts clock c once
+    the slowest has finished c - s (every push is visible at once: reads get
+    the freshest values the rule allows, like the job on one node);
+    ``--stop-when`` as in the job.  Returns the curve [(time units, slowest
+    epochs, fastest epochs, test RMSE)] evaluated every ``eval_dt`` units from
+    the pushed tables and the current user factors.  ``trace``: a list that
+    gets (worker, clock, start, end) of every simulated clock."""
     import heapq
     import numpy as np
     import jobs.mf as mf
@@ -292,7 +335,7 @@ def simulate(args, s, eval_dt=1.0):
     opts = mf.job_options(jargs, train)
     dt = np.dtype(jargs.dtype)
     nu, ni, k = train.n_users, train.n_items, jargs.rank
-    factor = straggle_factors(args.straggle)
+    factor = straggle_factors(args.straggle, args.workers)
     n_w = len(factor)
     W = [mf.make_worker(train, test, opts, w, n_w) for w in range(n_w)]
     user_table = opts["user_table"]
@@ -325,6 +368,8 @@ def simulate(args, s, eval_dt=1.0):
             dP = dbu = None
             W[w].step(clock[w], P, None, rQ, dQ, bu, None, rbi, dbi)
         busy[w] = True
+        if trace is not None:
+            trace.append((w, clock[w], t, t + factor[w]))
         heapq.heappush(pending, (t + factor[w], w, (dQ, dbi, dP, dbu)))
 
     curve, next_eval, t = [], eval_dt, 0.0
@@ -369,9 +414,15 @@ def main(argv=None):
     print(f"data: synthetic {args.users} users x {args.items} items, {args.ratings:,} ratings, "
           f"planted rank {args.synthetic_rank}, noise {args.noise}; rank {args.rank}, "
           f"{args.epochs} epochs x {args.clocks_per_epoch} clocks, --stop-when "
-          f"{args.stop_when}, --split {args.split}; 1 server + 2 workers, --straggle "
-          f"{args.straggle}; target test "
+          f"{args.stop_when}, --split {args.split}; 1 server + {args.workers} workers, "
+          f"--straggle {args.straggle}; target test "
           f"RMSE {target:.4f}; {args.rounds} rounds", flush=True)
+    cores = os.cpu_count() or 0
+    factors = straggle_factors(args.straggle, args.workers)
+    print(f"work bound (clocks per unit of time of s=inf over s=0 on a noise-free machine "
+          f"with a core per worker): {work_bound(factors):.2f}x; {args.workers + 1} ranks on "
+          f"{cores} cores" + (" (ranks share cores)" if args.workers + 1 > cores else ""),
+          flush=True)
     runs = {s: [] for s in args.staleness}
     try:
         for rnd in range(args.rounds):
@@ -385,7 +436,7 @@ def main(argv=None):
                 print(f"  round {rnd} s={s}: time to target {fmt(r['time_to_target'], '.2f')} s, "
                       f"final test RMSE {r['final_rmse']:.4f}, training {r['train_wall_s']:.2f} s,"
                       f" wait {r['wait_s']:.2f} s (max {r['wait_max_s']:.2f}), epochs "
-                      f"{min(ep):g}/{max(ep):g} (slowest/fastest worker), straggler "
+                      f"{min(ep):g}/{max(ep):g} (slowest/fastest of {r['workers']} workers), straggler "
                       f"{r['straggler_ms_per_clock']:.1f} ms/clock", flush=True)
     finally:
         if args.workdir is None:
@@ -466,7 +517,8 @@ def main(argv=None):
         by_target = []
     if args.rounds:
         plot(args.out, runs, args.staleness, target,
-             f"jobs.mf, 1 server + 2 workers, --straggle {args.straggle}, --split {args.split}; "
+             f"jobs.mf, 1 server + {args.workers} workers, --straggle {args.straggle}, "
+             f"--split {args.split}; "
              f"{args.ratings:,} ratings, rank {args.rank}")
         print(f"plot: {args.out}")
     if args.json:
