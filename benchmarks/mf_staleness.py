@@ -69,49 +69,50 @@ idle cores that a machine with a core per worker would not have; the
 --ideal replay gives the core-per-worker figure, and the measured figures
 below say which was run.
 
-What to expect, and why 1.5x is at the edge here: the ratings are split by
-user, so the straggler's users (half the test set) are trained only by the
-straggler, at its own speed, whatever s is: at s=0 it never waits (it is the
-slowest), and at s > 0 it runs no faster.  Staleness only lets the fast
-worker do more passes over its own half (at finite s it may lead by s
-clocks only, so with a persistent straggler it soon waits as at s=0; only
-s=inf lets it run on) and so trains the shared item factors further.  The
-test RMSE is the mean over both halves and the straggler's half still has to
-get close to the target, so the speed-up stays below the 2x of the work
-ratio, and shrinks as the target nears the plateau.  The noise-free replay
-(--ideal) at the defaults gives, at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13
+What to expect, and why 1.5x is at the edge with 2 workers: the ratings are
+split by user, so the straggler's users (1/N of the test set, half at N = 2)
+are trained only by the straggler, at its own speed, whatever s is: at s=0
+it never waits (it is the slowest), and at s > 0 it runs no faster.
+Staleness only lets the fast workers do more passes over their own users (at
+finite s they may lead by s clocks only, so with a persistent straggler they
+soon wait as at s=0; only s=inf lets them run on) and so train the shared
+item factors further.  The test RMSE is the mean over all users and the
+straggler's share still has to get close to the target, so the speed-up
+stays below the 2x of the work ratio, and shrinks as the target nears the
+plateau; the smaller the straggler's share (larger N), the less it holds
+back.  The noise-free replay (--ideal) at the defaults (N = 2) gives, at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13
 x noise: s=1 1.02 / 1.00 / 1.02 / 1.03 / 1.00, s=3 0.98 / 1.38 / 1.05 / 1.03
 / 1.00, s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54 (the curves step with the
 item blocks, so the figures jump between neighbouring targets; at 3M
 ratings s=inf gave 1.67 / 1.77 / 1.23 / 1.33 / 1.48).  Measured
 runs can differ from the replay both ways: the straggler knob sleeps as long
 as the straggler's compute took, so whatever slows its compute (a busy
-machine; three ranks on two cores) is doubled, and at s=inf the fast worker
-then does more than twice the straggler's epochs.  The SSP paper's large
+machine; more ranks than cores) is doubled, and at s=inf the fast workers
+then do more than twice the straggler's epochs.  The SSP paper's large
 gains come from stragglers that are transient (each worker slow now and
-then), which SSP absorbs; a persistent 2x straggler on one of two user
+then), which SSP absorbs; a persistent 2x straggler on one of N user
 shares bounds them as above.
 
 ``--split ratings`` (the job's ``--split``: Bosen's and the SSP paper's
 setting): the ratings are dealt to the workers regardless of user and both
-factor matrices are tables, so every user has half its ratings on each
-worker and no part of the test set is trained by the straggler alone.  The
-bounds are then others.  Work: at s=0 the fast worker idles while the
-straggler finishes each clock, at s=inf it computes throughout; in the
-replay that is 1.5x the ratings per unit of time (1 + 1/2 clocks against
-2 x 1/2), so 1.5x needs a rating's step to do as much at s=inf as at s=0
-(in the measured runs the fast worker did 2-5x the straggler's clocks, as
-above).  Stale user increments: users have no strata, so at s > 0 the
-straggler's increments to a user, computed from values the fast worker has
-moved since, land on top of the fast worker's steps.  The replay shows
-that in the steep start: after one straggler epoch (8 units) the test RMSE
+factor matrices are tables, so every user has about 1/N of its ratings on
+each worker and no part of the test set is trained by the straggler alone.
+The bounds are then others.  Work: at s=0 the fast workers idle while the
+straggler finishes each clock, at s=inf they compute throughout; in the
+replay that is the work bound (1.5x the ratings per unit of time at N = 2:
+1 + 1/2 clocks against 2 x 1/2), so reaching it needs a rating's step to do
+as much at s=inf as at s=0 (in the measured runs at N = 2 the fast worker
+did 2-5x the straggler's clocks, as above).  Stale user increments: users
+have no strata, so at s > 0 the straggler's increments to a user, computed
+from values the fast workers have moved since, land on top of their steps.
+The replay at N = 2 shows that in the steep start: after one straggler epoch (8 units) the test RMSE
 is 0.55 at s=inf against 0.40 at s=0, and s=inf gains only near the
 plateau.  Noise-free replay (``--ideal --split ratings``, defaults; it is
 deterministic) at targets 1.30 / 1.25 / 1.20 / 1.15 / 1.13 x noise: s=1
 1.08 / 1.03 / 1.03 / 1.14 / 1.00, s=3 0.73 / 0.72 / 0.78 / 1.15 / 1.07,
 s=inf 0.92 / 0.94 / 1.06 / 1.87 / 1.09 (``--split users`` in the same
 replay: s=inf 1.08 / 1.62 / 1.86 / 1.31 / 1.54, as above).  Measured on
-2026-11-27 on the shared 2-core machine (defaults, ``--split ratings``;
+2026-11-27 on the shared 2-core machine (defaults, N = 2, ``--split ratings``;
 other engineers' tests ran during many runs, visible as a slower straggler
 pace), s=inf over s=0 at 1.15 x noise, round by round, four sweeps: 1.85 /
 1.19 / 1.34 (median 1.34); 0.96 / 2.20 / 7.11 (median 2.20, a heavily
@@ -448,10 +449,10 @@ def main(argv=None):
           f"RMSE {target:.4f}; {args.rounds} rounds", flush=True)
     cores = os.cpu_count() or 0
     factors = straggle_factors(args.straggle, args.workers)
+    ranks = (f"; {args.workers + 1} ranks on {cores} cores"
+             + (" (ranks share cores)" if args.workers + 1 > cores else "")) if args.rounds else ""
     print(f"work bound (clocks per unit of time of s=inf over s=0 on a noise-free machine "
-          f"with a core per worker): {work_bound(factors):.2f}x; {args.workers + 1} ranks on "
-          f"{cores} cores" + (" (ranks share cores)" if args.workers + 1 > cores else ""),
-          flush=True)
+          f"with a core per worker): {work_bound(factors):.2f}x{ranks}", flush=True)
     runs = {s: [] for s in args.staleness}
     try:
         for rnd in range(args.rounds):
