@@ -522,20 +522,22 @@ def main(argv=None):
               f"round-by-round ratios" + ("; ideal: the noise-free replay" if ideal else "")
               + ")")
         others = args.staleness[1:]
-        head = f"{'target':>14s} " + " ".join(f"{'s=' + s:>7s}" for s in others)
+        head = f"{'target':>14s} "
+        if args.rounds:
+            head += " ".join(f"{'s=' + s:>7s}" for s in others) + "   "
         if ideal:
-            head += "   ideal " + " ".join(f"{'s=' + s:>7s}" for s in others)
-        print(head)
+            head += "ideal " + " ".join(f"{'s=' + s:>7s}" for s in others)
+        print(head.rstrip())
         by_target = []
         for x in sorted(targets, reverse=True):
             row = {"target": x, "measured": {}, "ideal": {}}
             line = f"{x:.4f} ({x / args.noise:.2f}x) "
-            for s in others:
-                v = median(speedups(runs[base], runs[s], x)) if args.rounds else None
+            for s in (others if args.rounds else []):
+                v = median(speedups(runs[base], runs[s], x))
                 row["measured"][s] = v
                 line += f"{fmt(v, '.2f'):>7s} "
             if ideal:
-                line += "        "
+                line += "        " if args.rounds else "      "
                 for s in others:
                     tb, ts = time_to(ideal[base], x), time_to(ideal[s], x)
                     v = tb / ts if tb is not None and ts else None
