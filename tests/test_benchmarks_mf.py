@@ -1,7 +1,7 @@
 """Smoke tests of benchmarks/mf_ps.py and benchmarks/mf_staleness.py at tiny sizes.
 
 They check that the scripts run end to end (launching jobs.mf with 3 ranks,
-or 4 with ``--workers 3``), exit 0, print their tables and write the plot; the
+or 4 with mf_staleness's ``--workers 3``), exit 0, print their tables and write the plot; the
 figures are meaningless at these sizes.  Each takes ~15-30 s on a 2-core
 machine.  The replay test runs ``simulate`` in a subprocess under
 ``tools/netns-run`` (importing jobs.mf initialises MPI).
@@ -57,7 +57,8 @@ def test_mf_staleness_smoke(warm_kernels, tmp_path):
     png = tmp_path / "plot" / "mf_staleness.png"
     js = tmp_path / "st.json"
     cp = run_script(["benchmarks.mf_staleness"] + TINY
-                    + ["--rank", "4", "--staleness", "0", "inf", "--target", "5.0",
+                    + ["--workers", "2", "--rank", "4", "--staleness", "0", "inf",
+                       "--target", "5.0",
                        "--eval-seconds", "0.002", "--ideal", "--json", str(js),
                        "--out", str(png)])
     assert cp.returncode == 0, cp.stderr[-3000:]
@@ -90,8 +91,12 @@ def test_mf_staleness_three_workers_smoke(warm_kernels, tmp_path):
     js = tmp_path / "st3.json"
     cp = run_script(["benchmarks.mf_staleness"] + TINY
                     + ["--workers", "3", "--rank", "4", "--staleness", "0", "inf",
-                       "--target", "5.0", "--eval-seconds", "0.002", "--json", str(js),
-                       "--out", str(tmp_path / "st3.png")])
+                       "--target", "5.0", "--json", str(js), "--out", str(tmp_path / "st3.png"),
+                       # the job records a timed evaluation only at a time point every
+                       # worker evaluated (at the start of a clock): with three workers
+                       # on two cores and clocks of a few ms, several dozen clocks are
+                       # needed for that to happen surely
+                       "--ratings", "30000", "--epochs", "10", "--eval-seconds", "0.005"])
     assert cp.returncode == 0, cp.stderr[-3000:]
     lines = cp.stdout.splitlines()
     assert "1 server + 3 workers, --straggle 1:2.0" in lines[0], cp.stdout
@@ -103,9 +108,9 @@ def test_mf_staleness_three_workers_smoke(warm_kernels, tmp_path):
     data = json.loads(js.read_text())
     assert data["config"]["workers"] == 3
     # every worker ran (the job's summary), the straggler (worker 1) did --epochs
-    assert data["runs"]["0"][0]["epochs_per_worker"] == [2.0, 2.0, 2.0]
+    assert data["runs"]["0"][0]["epochs_per_worker"] == [10.0, 10.0, 10.0]
     ep = data["runs"]["inf"][0]["epochs_per_worker"]
-    assert len(ep) == 3 and ep[1] == 2.0 and min(ep[0], ep[2]) > 2.0, ep
+    assert len(ep) == 3 and ep[1] == 10.0 and min(ep[0], ep[2]) > 10.0, ep
 
 
 def test_mf_staleness_workers_checked():
@@ -154,3 +159,14 @@ def test_simulate_three_workers_straggler_time(warm_kernels):
     assert clocks[1] == list(range(8))
     for w in (0, 2):
         assert clocks[w] == list(range(len(clocks[w]))) and len(clocks[w]) in (16, 17)
+
+
+def test_time_to_target_of_a_diverged_run():
+    """The job writes a non-finite RMSE as a string; the sweep reads it as a
+    float that never reaches the target."""
+    from benchmarks.mf_staleness import rmse_value, time_to
+    curve = [(0.2, 0, 0, 1.0), (0.4, 0, 0, 0.5), (0.6, 0, 0, rmse_value("nan")),
+             (0.8, 0, 0, rmse_value("inf"))]
+    assert time_to(curve, 0.75) == pytest.approx(0.3)
+    assert time_to(curve, 0.1) is None
+    assert time_to([(0.2, 0, 0, rmse_value("nan")), (0.4, 0, 0, 0.2)], 0.3) == 0.4
