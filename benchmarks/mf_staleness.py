@@ -132,17 +132,20 @@ ratings`` reaches 1.5x in some sweeps, not robustly, and is not clearly
 ahead of the user split at this size.
 
 Measured with more workers (``--workers 3`` and ``4``, otherwise defaults),
-2026-11-27 22:06-23:10 UTC on the same shared 2-core machine, s=inf over s=0
+2026-11-27 22:06-23:24 UTC on the same shared 2-core machine, s=inf over s=0
 at 1.15 x noise, round by round; each invocation's time, and the 1-minute
 load average at its start and end (it counts the benchmark's own 4-5 ranks;
 other engineers' test suites ran during some, visible as a slower straggler
 pace).  ``--workers 3 --split users``: 1.84 / 2.66 (22:06, load 1.5 -> 3.3),
 1.87 / 2.08 (22:30, 3.1 -> 3.2), 2.92 / 1.59 (22:58, 3.7 -> 6.7, other
 tests running: straggler 290-395 ms/clock against 106-231 in the other
-runs); every round >= 1.5, median 1.98 (s=1 0.82-1.13, s=3 0.81-1.39 round
-by round).  At s=inf the fast workers did 38-60 epochs to the straggler's
-12: more than the sharing of cores above accounts for (1 + N / (N - 1) =
-2.5 clocks of each fast worker per straggler clock at N = 3).
+runs), and with the new default (no ``--workers``) 2.86 / 1.58 (23:19, 5.8
+-> 3.3; that first s=0 run at 299 ms/clock, a busy machine); every round
+>= 1.5, median 1.98, lowest 1.58 and 1.59 (s=1 0.82-1.13, s=3 0.81-1.39
+round by round in the first three sweeps; 1.71 and 1.78 against the busy
+s=0 run of the fourth).  At s=inf the fast workers did 38-60 epochs to the
+straggler's 12: more than the sharing of cores above accounts for (1 + N /
+(N - 1) = 2.5 clocks of each fast worker per straggler clock at N = 3).
 ``--workers 3 --split ratings``: 0.80 / 1.21 (22:11, 3.1 -> 5.3; the second
 round at 490-570 ms/clock, a busy machine), 2.10 (22:27, 4.5 -> 3.4), 1.22
 (22:40, 1.2 -> 3.1): median 1.21, one round of four >= 1.5.  ``--workers 4
@@ -162,9 +165,10 @@ N = 4 0.92 / 0.93 / 0.99 / 0.99 / 0.90.
 
 Why 3 workers by default: with the user split (the default), N = 3 is the
 one setting measured here where s=inf was >= 1.5x faster than s=0 in every
-round (six of six, median 1.98, also on a loaded machine), and its
-noise-free replay, with a core per worker, gives 2.04 at the target, so the
-gain is not only the cores that idle at s=0 on this machine.  N = 2 (the
+round (eight of eight, median 1.98, lowest 1.58, also on a loaded
+machine), and its noise-free replay, with a core per worker, gives 2.04 at
+the target, so the gain is not only the cores that idle at s=0 on this
+machine.  N = 2 (the
 default before) gave medians 1.55-1.81 with rounds from 1.06; N = 4 did
 worse than N = 3 both measured and in the replay (whose figures jump with
 N and the target as the curves step with the item blocks, so the ordering
