@@ -3,15 +3,16 @@
     python -m benchmarks.mf_staleness [--workers 3] [--staleness 0 1 3 inf] [--straggle 1:2.0] [--split users|ratings] [--ideal] [--out out/bench/mf_staleness.png]
 
 For each staleness s, ``jobs.mf`` runs with N + 1 ranks (1 server + N =
-``--workers`` workers, default 3, see "Measured" below; launched through ``ssp_mpi.launch.mpiexec``) on
-built-in synthetic planted low-rank data, with worker 1 slowed by the job's
-straggler knob (``--straggle 1:2.0``: after its compute of each clock it
-sleeps as long again; ``--straggle`` may name other workers and factors),
-with ``--stop-when slowest`` (a worker that has done ``--epochs`` keeps
-training until the straggler has too: the fast workers keep computing while
-the straggler lags, instead of finishing early and idling) and
-``--eval-seconds`` (the test RMSE of the current model every 0.2 s of
-training, from ``metrics_timed.jsonl``).  The time to target is when the test RMSE first
+``--workers`` workers, default 3, see "Why 3 workers" below; launched
+through ``ssp_mpi.launch.mpiexec``) on built-in synthetic planted low-rank
+data, with worker 1 slowed by the job's straggler knob (``--straggle
+1:2.0``: after its compute of each clock it sleeps as long again;
+``--straggle`` may name other workers and factors), with ``--stop-when
+slowest`` (a worker that has done ``--epochs`` keeps training until the
+straggler has too: the fast workers keep computing while the straggler
+lags, instead of finishing early and idling) and ``--eval-seconds`` (the
+test RMSE of the current model every 0.2 s of training, from
+``metrics_timed.jsonl``).  The time to target is when the test RMSE first
 reaches the target (linear interpolation between the two evaluations around
 the crossing).  Rounds repeat the sweep interleaved (s=0, 1, 3, inf, then
 again); every round's figures are printed, the table shows medians over the
