@@ -498,7 +498,11 @@ def speedups(base_runs, runs, target):
 
 
 def main(argv=None):
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse(argv)
+    if args.ideal:                 # the replay starts MPI in this process (jobs.mf)
+        from ssp_mpi.launch import ensure_loopback_namespace
+        ensure_loopback_namespace("benchmarks.mf_staleness", argv)
     target = args.target if args.target is not None else args.target_factor * args.noise
     also = [f * args.noise for f in args.also_factors]
     workdir = args.workdir or tempfile.mkdtemp(prefix="mf_staleness_")

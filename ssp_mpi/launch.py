@@ -37,6 +37,26 @@ def rank_env(extra=None):
     return env
 
 
+def in_loopback_namespace():
+    """True when this process's network namespace has no interface but ``lo``."""
+    with open("/proc/net/dev") as f:
+        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    return names == ["lo"]
+
+
+def ensure_loopback_namespace(module, argv):
+    """A process that will start MPI itself (a singleton ``MPI_Init``, with
+    no mpiexec) calls this first: outside a loopback-only namespace it is
+    replaced by ``python -m module argv`` run through ``tools/netns-run``
+    (which honours ``SSP_MPI_NO_NETNS=1``)."""
+    if in_loopback_namespace() or os.environ.get("SSP_MPI_NO_NETNS") == "1":
+        return
+    cmd = netns_command([sys.executable, "-m", module] + list(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, rank_env())
+
+
 def netns_command(cmd):
     if not NETNS_RUN.exists():
         raise FileNotFoundError(f"{NETNS_RUN} is missing: run from a checkout of ssp-mpi")
