@@ -23,14 +23,14 @@ from . import mpienv
 mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
 from mpi4py import MPI  # noqa: E402
 
-NO_OP, SUM = MPI.NO_OP, MPI.SUM
-
 from . import partition
 from kernels.oplog import dirty_rows
 from kernels.rows import add_rows, fingerprint, gather_rows, scatter_rows, zero_rows
 from .config import DTYPES, parse_staleness
 from .freshness import Freshness
 from .window import RowSet
+
+NO_OP, SUM = MPI.NO_OP, MPI.SUM
 
 REFRESH_MODES = ("clock", "lazy")
 ALIGN = 64          # replica and oplog rows start on a cache line (kernels run faster)
