@@ -137,7 +137,8 @@ class RowTransfer:
     contiguous block, a vector or an indexed type over the shard).  On the
     worker side the data always travels through a contiguous buffer: MPICH
     moves a derived *origin* datatype many times slower than a contiguous
-    one, so a scattered set is gathered/scattered with NumPy instead -- and a
+    one, so a scattered set is gathered/scattered by compiled loops
+    (``kernels/rows.py``) instead -- and a
     contiguous set (one server, a block of rows) goes straight to and from
     the replica with no copy at all.
     """
@@ -183,9 +184,9 @@ class RowTransfer:
 
 
 # A scattered row costs more than its bytes: MPICH's datatype engine pays per
-# block of an indexed type, and the staging buffer is scattered row by row.  Reading (or
-# pushing) every row between a server's first and last requested row instead
-# moves more bytes but in one block.  A transfer covers its range when the
+# block of an indexed type, and the staging buffer is scattered row by row.
+# Reading (or pushing) every row between a server's first and last requested
+# row instead moves more bytes but in one block.  A transfer covers its range when the
 # extra bytes are at most COVER_BYTES x (blocks + rows).  Measured on the
 # 2-core development machine (MPICH shared memory, 2026-11-27, float32 rows
 # of 16 columns, random row sets of 1-30 %): a scattered row cost about as
