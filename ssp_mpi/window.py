@@ -133,8 +133,8 @@ def _as_slice(idx):
 class RowTransfer:
     """The rows of one row set that live on one server.
 
-    On the server side the rows are described by a derived datatype (a
-    contiguous block, a vector or an indexed type over the shard).  On the
+    On the server side the rows are plain elements when they form a block,
+    else a derived datatype over the shard (a vector or an indexed type).  On the
     worker side the data always travels through a contiguous buffer: MPICH
     moves a derived *origin* datatype many times slower than a contiguous
     one, so a scattered set is gathered/scattered by compiled loops
