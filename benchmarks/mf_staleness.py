@@ -144,7 +144,11 @@ runs), and with the new default (no ``--workers``) 2.86 / 1.58 (23:19, 5.8
 -> 3.3; that first s=0 run at 299 ms/clock, a busy machine); every round
 >= 1.5, median 1.98, lowest 1.58 and 1.59 (s=1 0.82-1.13, s=3 0.81-1.39
 round by round in the first three sweeps; 1.71 and 1.78 against the busy
-s=0 run of the fourth).  At s=inf the fast workers did 38-60 epochs to the
+s=0 run of the fourth).  On the quiet machine (nothing else running, load
+0.05 at the start, 23:45), the default sweep gave 3.10 / 3.64 (median 3.37;
+s=1 0.92, s=3 1.14; straggler 106-155 ms/clock; the fast workers did 48-56
+epochs to the straggler's 12): without other load, the cores that idle at
+s=0 weigh more.  At s=inf the fast workers did 38-60 epochs to the
 straggler's 12: more than the sharing of cores above accounts for (1 + N /
 (N - 1) = 2.5 clocks of each fast worker per straggler clock at N = 3).
 ``--workers 3 --split ratings``: 0.80 / 1.21 (22:11, 3.1 -> 5.3; the second
