@@ -181,19 +181,20 @@ def test_resume_with_another_split_is_refused(tmp_path, warm_kernels, first, the
 
 
 @pytest.mark.parametrize("split", ["users", "ratings"])
-def test_noise_free_replay_at_s0_is_the_serial_simulation(split):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_noise_free_replay_at_s0_is_the_serial_simulation(split, workers):
     """benchmarks.mf_staleness.simulate (the --ideal replay) at s=0 with a
     straggler runs the BSP schedule: its final model is simulate_bsp's."""
     from benchmarks import mf_staleness as B
     args = B.parse(["--users", "200", "--items", "80", "--ratings", "5000", "--epochs", "2",
-                    "--rank", "4", "--split", split])
+                    "--rank", "4", "--split", split, "--workers", str(workers)])
     curve = B.simulate(args, "0")
     assert curve[-1][1] == curve[-1][2] == 2.0
     J, jargs, train, test = _data(B.job_argv(args, "0", "unused"))
     opts = J.job_options(jargs, train)
     assert opts["user_table"] == (split == "ratings")
-    P, Q, bu, bi = J.simulate_bsp(train, test, 2, opts)
-    W = [J.make_worker(train, test, opts, w, 2) for w in range(2)]
+    P, Q, bu, bi = J.simulate_bsp(train, test, workers, opts)
+    W = [J.make_worker(train, test, opts, w, workers) for w in range(workers)]
     sse = sum(w.test_error(P, Q, bu, bi)[0] for w in W)
     assert sum(len(w.tr) for w in W) == len(test)
     assert curve[-1][3] == pytest.approx(np.sqrt(sse / len(test)), rel=1e-5)
