@@ -60,10 +60,6 @@ class Board:
         win.Flush(self.home)
         return self._buf.copy()
 
-    def clocks(self, snapshot=None):
-        b = self.read() if snapshot is None else snapshot
-        return b[:self.n_workers]
-
     def server_clock(self, snapshot=None):
         b = self.read() if snapshot is None else snapshot
         return min(b[:self.n_workers].tolist())       # tolist: cheaper than ndarray.min for a few

@@ -56,10 +56,6 @@ class ClockStats:
         self._in += in_bytes
         self._out += out_bytes
 
-    def moved(self, out_bytes=0, in_bytes=0):
-        self._out += int(out_bytes)
-        self._in += int(in_bytes)
-
     def restart_clock(self):
         """Start the current clock's timers now: call after one-off set-up
         (data layout, allocation) so that it is not counted as compute."""
