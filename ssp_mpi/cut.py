@@ -7,12 +7,16 @@ agreed through the control board, so that no worker passes the cut clock:
 1. a rank that got a signal raises ``FLAG_REQUEST = (generation << 2) | kind``;
 2. each worker, at its next clock boundary (after publishing its clock),
    sees the request, records the clock it stands at, and waits until every
-   worker has recorded one; the cut clock ``T`` is the largest of them;
+   worker has recorded one; the cut clock ``T`` is the largest of them.
+   A worker that is waiting elsewhere -- for an SSP read, or in a collective
+   among workers such as a job's evaluation ``allreduce`` -- answers from
+   there, recording the next boundary it will reach;
 3. workers behind ``T`` keep training until they reach it.  Nobody is ahead.
 
-A worker waiting in step 2 never blocks the others: it has already published
-its clock, so no SSP read waits on it.  If some worker's run has ended the
-request is dropped (the job is finishing anyway).
+A worker waiting in step 2 never blocks the others' reads: it has already
+published its clock, so no SSP read waits on it.  A collective does wait for
+it, which is why waiting in a collective answers the request too.  If some
+worker's run has ended the request is dropped (the job is finishing anyway).
 
 At the cut (server clock == T: every increment of clocks < T is at the
 servers, none of clock T is) all ranks write the checkpoint together on a
@@ -178,6 +182,7 @@ class WorkerCuts:
         self.target = None            # agreed cut clock of a request
         self.seen = 0                 # newest request generation answered
         self.state_fn = None
+        self.ended = False            # finished(): the run is over, no more answers
 
     def note(self, snapshot, stop_at):
         gen = self.board.flag(FLAG_REQUEST, snapshot) >> 2
@@ -250,6 +255,16 @@ class WorkerCuts:
         if kind == signals.STOP:
             raise StopTraining(f"stopped at clock {clock} on request; resume with --resume")
 
+    def in_collective(self):
+        """Called while the worker waits in a collective among workers
+        (barrier, allreduce, ...).  A worker standing at its clock boundary
+        waits for every worker's answer to a request before it goes on, and
+        it may be the one this collective waits for: so answer here, naming
+        the next boundary, or the two would wait for each other for ever."""
+        if not self.ended:
+            self.note(self.board.read(), self.w.clock_value + 1)
+
     def finished(self):
         """The worker's run ended: never wait for it in a request again."""
+        self.ended = True
         self.board.publish_seen(self.w.index, DONE)

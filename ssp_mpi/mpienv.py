@@ -148,16 +148,19 @@ def shared_memory_rma(n_nodes):
     return not any(os.environ.get(v) for v in _SHM_VARS)
 
 
-def wait(request, backoff=None):
-    """Complete ``request`` by testing and sleeping; never spins."""
+def wait(request, backoff=None, poll=None):
+    """Complete ``request`` by testing and sleeping; never spins.  ``poll``
+    (if given) is called between tests, while the request is pending."""
     backoff = backoff or Backoff()
     while not request.Test():
+        if poll is not None:
+            poll()
         backoff.sleep()
 
 
-def barrier(comm, backoff=None):
+def barrier(comm, backoff=None, poll=None):
     """A barrier that sleeps while it waits (``Ibarrier`` + polite test)."""
-    wait(comm.Ibarrier(), backoff)
+    wait(comm.Ibarrier(), backoff, poll)
 
 
 def compile_once(comm, fn):

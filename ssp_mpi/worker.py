@@ -154,17 +154,18 @@ class Worker:
         self.cuts.boundary(snap)      # checkpoint / stop at this boundary if due
         return record
 
-    # -- collectives among workers (they sleep while they wait) -----------
+    # -- collectives among workers (they sleep while they wait, and answer
+    #    checkpoint requests meanwhile: see WorkerCuts.in_collective) -------
     def barrier(self):
         with self.stats.wait():
-            mpienv.barrier(self.comm)
+            mpienv.barrier(self.comm, poll=self.cuts.in_collective)
 
     def allreduce(self, value, op=MPI.SUM):
         """Element-wise reduction of a number or array over all workers."""
         arr = np.ascontiguousarray(value)
         out = np.empty_like(arr)
         with self.stats.comm():
-            mpienv.wait(self.comm.Iallreduce(arr, out, op=op))
+            mpienv.wait(self.comm.Iallreduce(arr, out, op=op), poll=self.cuts.in_collective)
         return out if np.ndim(value) else out.item()
 
     def gather(self, obj, root=0):

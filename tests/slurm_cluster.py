@@ -558,12 +558,21 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
                 raise SlurmError(f"job {jobid} is {job.state}, not pending")
             if time.monotonic() > deadline:
                 raise SlurmError(f"job {jobid} not pending after {timeout} s "
-                                 f"(state {job.state})\n{self.log_tails()}")
+                                 f"(state {job.state}); its output ends with:\n"
+                                 f"{self.output_tail(job)}\n{self.log_tails()}")
             time.sleep(0.2)
         time.sleep(settle)
         self.scontrol("update", f"JobId={jobid}", "StartTime=now")
 
     # ------------------------------------------------------------- logs
+    @staticmethod
+    def output_tail(job, chars: int = 3000) -> str:
+        """The end of the job's stdout file (empty if there is none yet)."""
+        try:
+            return job.stdout.read_text(errors="replace")[-chars:]
+        except (FileNotFoundError, KeyError):
+            return ""
+
     def log_tails(self, lines: int = 25) -> str:
         out = []
         for name in ("ns-init.log", "slurmctld.log", "slurmd.log"):

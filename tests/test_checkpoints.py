@@ -115,6 +115,26 @@ def test_signal_to_one_rank_checkpoints_and_exits_cleanly(tmp_path, rank, sig):
     assert resumed == final_line(run(4, "--clocks", end))
 
 
+@pytest.mark.mpi
+def test_request_reaches_workers_waiting_in_a_collective(tmp_path):
+    """Worker 0 takes a stop request at its clock boundary after the other
+    workers passed theirs and went on into an allreduce among workers (as a
+    job's evaluation does).  Worker 0 waits there for their answers, they
+    wait for worker 0 in the allreduce: they must answer from inside it, or
+    the job never ends.  (At staleness 1 the others are in the allreduce of
+    clock 4 while worker 0 still sleeps in clock 3; at staleness 0 the same
+    happens only in a narrow race: the likely cause of a SLURM requeue test's
+    hang in CI.)"""
+    d = tmp_path / "ck"
+    cp = run(4, "--clocks", 100, "--staleness", 1, "--allreduce", "--signal-at", 3,
+             "--checkpoint-dir", d, timeout=60)
+    assert cp.returncode == 75, cp.stdout + cp.stderr
+    stopped_at = int(cp.stdout.split("STOPPED at clock")[1].split()[0])
+    assert 4 <= stopped_at <= 6, cp.stdout       # the boundary after the request
+    ck = checkpoint.find_latest(d)
+    assert ck is not None and ck.clock == stopped_at
+
+
 def _leftovers():
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     return [l for l in out.splitlines() if PROG in l and "ps -eo" not in l]

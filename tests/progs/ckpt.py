@@ -9,10 +9,15 @@ Worker 0 prints a digest of the final tables and of every worker's local state.
 --resume [PATH]      continue from the newest checkpoint in --checkpoint-dir (or PATH)
 --pid-dir DIR        every rank writes DIR/rank-<r>.pid (for tests that send signals)
 --sleep S            sleep S seconds per clock (gives a signal time to land)
+--allreduce          an allreduce among the workers after every read (as a job's
+                     evaluation does)
+--signal-at C        worker 0 sends itself SIGUSR1 late in clock C, after the
+                     others have passed that clock's boundary
 """
 import argparse
 import hashlib
 import os
+import signal
 import time
 
 import numpy as np
@@ -30,6 +35,8 @@ p.add_argument("--keep", type=int, default=3)
 p.add_argument("--resume", nargs="?", const="latest", default=None)
 p.add_argument("--pid-dir", default=None)
 p.add_argument("--sleep", type=float, default=0.0)
+p.add_argument("--allreduce", action="store_true")
+p.add_argument("--signal-at", type=int, default=None)
 args = p.parse_args()
 ROWS, COLS = 50, 3
 
@@ -74,6 +81,8 @@ def main(argv=None):
         while w.clock_value < args.clocks:
             c = w.clock_value
             vi, vf = ti.get(), tf.get()
+            if args.allreduce:
+                w.allreduce(np.float64(vf.sum()))
             rows = rng.choice(ROWS, size=10, replace=False)
             di = (vi[rows] * (w.index + 2) + c) % 7 - 3
             df = np.cos(vf[rows]) + 0.01 * local
@@ -82,6 +91,9 @@ def main(argv=None):
             tf.inc(rows, df)
             if args.sleep:
                 time.sleep(args.sleep)
+            if c == args.signal_at and w.index == 0:
+                time.sleep(0.3)        # the others wait for this clock meanwhile
+                os.kill(os.getpid(), signal.SIGUSR1)
             w.clock()
             if args.pid_dir and w.is_leader:
                 with open(os.path.join(args.pid_dir, "clock"), "w") as f:
