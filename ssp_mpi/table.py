@@ -128,11 +128,12 @@ class WorkerTable:
         self._stage = np.zeros((0, k), spec.dtype)
         self.freshness = Freshness(n)
         self._rowsets = {}
+        self._readers = {}                   # row set -> its _mover (read)
+        self._pushers = {}                   # row set -> its _mover (push)
         self._all = self._rowset(None)
         self._default = self._all
         self._delta_clean = True
         self._pending = None
-        self._plans = {}
         self._unscanned_pushes = 0
         self._staleness = spec.staleness
         self._refresh_each_clock = spec.refresh == "clock"
@@ -157,25 +158,53 @@ class WorkerTable:
     def _staging(self, rows):
         if self._stage.shape[0] < rows:
             self._stage = np.zeros((rows, self.spec.cols), self.spec.dtype)
+            self._readers.clear()           # their views are of the old stage
+            self._pushers.clear()
         return self._stage
 
-    def _batches(self, rs, array, remember=True):
-        """The transfers of ``rs`` to or from ``array`` (the replica or the
-        oplog), ready to post: groups that share the staging buffer at once,
-        each ``(ops, staged, one)`` with ``ops`` = ``[(message, rank,
-        target)]``, ``staged`` = ``[(global rows, stage view)]`` (to scatter
-        or gather), ``one`` = the server rank when the group is one transfer,
-        else None.  Remembered per row set and array."""
-        key = (rs, array is self._delta)
-        plan = self._plans.get(key)
-        if plan is not None and plan[0] is self._stage:
-            return plan[1]
-        batches = [self._post_list(group, array) for group in self._groups(rs)]
-        if remember:
-            if len(self._plans) > 128:
-                self._plans.clear()
-            self._plans[key] = (self._stage, batches)
-        return batches
+    def _mover(self, rs, push):
+        """A function that moves ``rs`` from the shards into the replica (a
+        read) or from the oplog into the shards (a push; the caller flushes).
+        Messages, targets and staging views are built here, once per row
+        set, so that a call only posts the transfers: for a read of one
+        block, one ``Get_accumulate`` and one ``Flush`` and nothing else."""
+        win = self._window.win
+        flush, flush_all = win.Flush, win.Flush_all
+        if push:
+            delta, acc = self._delta, win.Accumulate
+            batches = [self._post_list(group, delta) for group in self._groups(rs)]
+            several = len(batches) > 1          # then the stage is reused: flush between
+
+            def push_rows():
+                for ops, staged, one in batches:
+                    for rows, stage in staged:
+                        gather_rows(delta, rows, stage)
+                    for msg, rank, target in ops:
+                        acc(msg, rank, target, SUM)
+                    if several:
+                        flush(one)
+            return push_rows
+        replica, get = self.replica, win.Get_accumulate
+        batches = [self._post_list(group, replica) for group in self._groups(rs)]
+        if len(batches) == 1 and len(batches[0][0]) == 1 and not batches[0][1]:
+            (msg, rank, target), = batches[0][0]
+
+            def read_block():
+                get(msg, msg, rank, target, NO_OP)
+                flush(rank)
+            return read_block
+
+        def read_rows():
+            for ops, staged, one in batches:
+                for msg, rank, target in ops:
+                    get(msg, msg, rank, target, NO_OP)
+                if one is None:
+                    flush_all()
+                else:
+                    flush(one)
+                for rows, stage in staged:
+                    scatter_rows(replica, rows, stage)
+        return read_rows
 
     def _groups(self, rs):
         """``[[(transfer, stage view or None)]]``: one group when the staged
@@ -223,8 +252,8 @@ class WorkerTable:
                 for old_key in [k for k, v in self._rowsets.items()
                                 if k is not None and v is not self._default][:32]:
                     old = self._rowsets.pop(old_key)
-                    self._plans.pop((old, False), None)
-                    self._plans.pop((old, True), None)
+                    self._readers.pop(old, None)
+                    self._pushers.pop(old, None)
                     old.free()
             ids = np.arange(self.spec.rows) if rows is None else rows
             try:
@@ -271,24 +300,17 @@ class WorkerTable:
         Reads use ``Get_accumulate(NO_OP)``: element-wise atomic against the
         accumulates other workers may be landing on the same rows.  The
         copies into place count as communication."""
-        win = self._window.win
-        replica = self.replica
         t0 = perf_counter()
-        for ops, staged, one in self._batches(rs, replica):
-            for msg, rank, target in ops:
-                win.Get_accumulate(msg, msg, rank, target, NO_OP)
-            if one is None:
-                win.Flush_all()
-            else:
-                win.Flush(one)
-            for rows, stage in staged:
-                scatter_rows(replica, rows, stage)
+        read = self._readers.get(rs)
+        if read is None:
+            read = self._readers[rs] = self._mover(rs, push=False)
+        read()
         if not self._delta_clean:        # read-my-writes: re-apply unpushed increments
             for t in rs.transfers:
                 if t.direct:
-                    replica[t.rows] += self._delta[t.rows]
+                    self.replica[t.rows] += self._delta[t.rows]
                 else:
-                    add_rows(replica, t.global_rows, self._delta)
+                    add_rows(self.replica, t.global_rows, self._delta)
         self._w.stats.add_comm(perf_counter() - t0, in_bytes=rs.nbytes)
         self.freshness.mark(rs, server_clock, self._w.clock_value)
 
@@ -337,15 +359,13 @@ class WorkerTable:
         return self._send(push_set, temporary)
 
     def _send(self, push_set, temporary):
-        win = self._window.win
-        batches = self._batches(push_set, self._delta, remember=not temporary)
-        for ops, staged, one in batches:
-            for rows, stage in staged:
-                gather_rows(self._delta, rows, stage)
-            for msg, rank, target in ops:
-                win.Accumulate(msg, rank, target, SUM)
-            if one is not None and len(batches) > 1:
-                win.Flush(one)                  # the stage is reused next
+        if temporary:
+            self._mover(push_set, push=True)()
+        else:
+            push = self._pushers.get(push_set)
+            if push is None:
+                push = self._pushers[push_set] = self._mover(push_set, push=True)
+            push()
         self._pending = (push_set, temporary)
         return push_set.nbytes
 
@@ -374,7 +394,7 @@ class WorkerTable:
         self._delta_clean = True
 
     def free(self):
-        self._plans = {}
+        self._readers, self._pushers = {}, {}
         for rs in self._rowsets.values():
             rs.free()
         self._rowsets = {}
