@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.mpi
 
-
+@pytest.mark.mpi
 def test_ps_ops_prints_every_operation_with_a_ratio():
     cp = subprocess.run([sys.executable, "-m", "benchmarks.ps_ops", "--sizes", "1000,20000",
                          "--repeat", "3", "--timeout", "120"],
@@ -22,3 +21,16 @@ def test_ps_ops_prints_every_operation_with_a_ratio():
             assert m, f"no row for {n} {op}:\n{cp.stdout}"
             ours, raw, ratio = map(float, m.groups())
             assert ours > 0 and raw > 0 and ratio > 0
+
+
+def test_paired_keeps_each_time_with_its_operation_whichever_goes_first():
+    """The pair takes turns at going first; every time must still be booked
+    to the operation that took it."""
+    import time
+    from benchmarks.ps_ops import paired
+    order = []
+    a = lambda: (order.append("a"), time.sleep(0.004))      # noqa: E731
+    b = lambda: (order.append("b"), time.sleep(0.001))      # noqa: E731
+    ta, tb, ratio = paired(a, b, 6)
+    assert order[:4] == ["a", "b", "b", "a"]
+    assert ta > 0.0035 and tb < 0.003 and 1.5 < ratio < 6, (ta, tb, ratio)
