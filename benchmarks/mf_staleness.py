@@ -376,7 +376,7 @@ def parse(argv):
         p.error(f"--workers {args.workers} > --clocks-per-epoch {args.clocks_per_epoch}: "
                 f"two workers would share an item block at s=0; raise --clocks-per-epoch")
     try:
-        straggle_factors(args.straggle, args.workers)
+        args.factors = straggle_factors(args.straggle, args.workers)
     except ValueError as e:
         p.error(str(e))
     return args
@@ -415,10 +415,10 @@ def simulate(args, s, eval_dt=1.0, trace=None):
     """Noise-free replay of the SSP schedule of ``jobs.mf`` with ``--workers``
     workers in one process: the same data, shares, tile order, kernels and
     step sizes; worker w's clock takes ``factor[w]`` time units (1 unit = one
-    clock of kernel work; ``straggle_factors``); a worker starts clock c once
-    the slowest has finished c - s (every push is visible at once: reads get
-    the freshest values the rule allows, like the job on one node);
-    ``--stop-when`` as in the job.  Returns the curve [(time units, slowest
+    clock of kernel work; ``args.factors``, from ``straggle_factors``); a
+    worker starts clock c once the slowest has finished c - s (every push is
+    visible at once: reads get the freshest values the rule allows, like the
+    job on one node); ``--stop-when`` as in the job.  Returns the curve [(time units, slowest
     epochs, fastest epochs, test RMSE)] evaluated every ``eval_dt`` units from
     the pushed tables and the current user factors.  ``trace``: a list that
     gets (worker, clock, start, end) of every simulated clock."""
@@ -431,7 +431,7 @@ def simulate(args, s, eval_dt=1.0, trace=None):
     opts = mf.job_options(jargs, train)
     dt = np.dtype(jargs.dtype)
     nu, ni, k = train.n_users, train.n_items, jargs.rank
-    factor = straggle_factors(args.straggle, args.workers)
+    factor = args.factors
     n_w = len(factor)
     W = [mf.make_worker(train, test, opts, w, n_w) for w in range(n_w)]
     user_table = opts["user_table"]
@@ -518,11 +518,10 @@ def main(argv=None):
           f"--straggle {args.straggle}; target test "
           f"RMSE {target:.4f}; {args.rounds} rounds", flush=True)
     cores = os.cpu_count() or 0
-    factors = straggle_factors(args.straggle, args.workers)
     ranks = (f"; {args.workers + 1} ranks on {cores} cores"
              + (" (ranks share cores)" if args.workers + 1 > cores else "")) if args.rounds else ""
     print(f"work bound (clocks per unit of time of s=inf over s=0 on a noise-free machine "
-          f"with a core per worker): {work_bound(factors):.2f}x{ranks}", flush=True)
+          f"with a core per worker): {work_bound(args.factors):.2f}x{ranks}", flush=True)
     runs = {s: [] for s in args.staleness}
     try:
         for rnd in range(args.rounds):

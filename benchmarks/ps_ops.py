@@ -45,10 +45,9 @@ accumulate for narrow rows) and for publishing the clock.  A scattered read
 also lands the rows in place in the full-size replica.
 
 The two are timed alternately, pair by pair, taking turns at going first;
-it prints the median time of
-each and the median of the pair-by-pair ratios PS / raw (target: bulk
-operations within 1.2x).  Other workers, if any, run the same loop, so the
-figures include contention.
+it prints the median time of each and the median of the pair-by-pair ratios
+PS / raw (target: bulk operations within 1.2x).  Other workers, if any, run
+the same loop, so the figures include contention.
 """
 import argparse
 import ctypes
@@ -94,9 +93,8 @@ def paired(a, b, repeat, setup=None):
 
 
 def bench(args):
-    import ssp_mpi
+    from ssp_mpi import Config, Session, TableSpec   # first: sets up MPI's environment
     from mpi4py import MPI
-    from ssp_mpi import Config, Session, TableSpec
 
     sizes = [int(s) for s in args.sizes.split(",")]
     rows_out = []
@@ -113,7 +111,6 @@ def bench(args):
                 raw_win = ps.windows["raw"].win
                 buf = np.zeros((n, args.cols), np.float32)
                 ones = np.ones((n, args.cols), np.float32)
-                allrows = np.arange(n)
                 sub = np.sort(np.random.default_rng(1).choice(n, size=max(1, n // 10), replace=False))
                 nsub = sub.size
                 res = {}

@@ -118,10 +118,9 @@ class Worker:
     def record_read(self, table, rowset, clock):
         """Log a read (tests set ``read_log`` to a list; tables call this
         only then)."""
-        if self.read_log is not None:
-            rows = rowset.rows
-            self.read_log.append((table.name, clock, table.freshness.oldest(rowset)[0],
-                                  table.replica[rows].copy(), rows.copy()))
+        rows = rowset.rows
+        self.read_log.append((table.name, clock, table.freshness.oldest(rowset)[0],
+                              table.replica[rows].copy(), rows.copy()))
 
     def _straggler_sleep(self):
         time.sleep((self._straggle - 1.0) * self.stats.compute_so_far())
