@@ -24,9 +24,16 @@ same run and against the same server:
             row ids passed as an array, as a user would) vs the raw read an
             mpi4py programmer would write for the same rows (one
             ``Get_accumulate`` with an indexed datatype over the rows, built
-            beforehand, into a contiguous buffer) and, as a lower bound no
+            beforehand, into a contiguous buffer); ("vs read+place") vs
+            that raw read followed by placing the rows at their places in a
+            full-size array with the compiled loop the library uses
+            (``kernels.rows.scatter_rows``): the same result as the SSP
+            read, without the library; and ("vs block"), as a lower bound no
             scattered read can reach, the raw read of a contiguous block of
-            the same size;
+            the same size.  The SSP read's way of moving the rows (each
+            server's scattered rows, or the range covering them) is the one
+            its first timed reads chose (``WorkerTable._reader``; the
+            warm-up takes them); the table prints it;
 * clock  -- ``clock()`` with an empty oplog vs the raw publish (the last
             step of the raw clock above).
 
@@ -95,6 +102,8 @@ def paired(a, b, repeat, setup=None):
 def bench(args):
     from ssp_mpi import Config, Session, TableSpec   # first: sets up MPI's environment
     from mpi4py import MPI
+    from kernels.rows import scatter_rows
+    from ssp_mpi.table import COVER_TRIALS
 
     sizes = [int(s) for s in args.sizes.split(",")]
     rows_out = []
@@ -161,10 +170,23 @@ def bench(args):
                 def ps_sub():
                     t.get(sub)
 
+                def way(name):
+                    if "10%" not in name:
+                        return ""
+                    rs = t._rowset(sub)
+                    read = sum(tr.count for tr in rs.read_transfers)
+                    return "covering" if read > rs.rows.size else "scattered"
+
                 def raw_sub_indexed():
                     raw_win.Get_accumulate([buf[:nsub], MPI.FLOAT], [buf[:nsub], MPI.FLOAT], server,
                                            target=(0, 1, sub_type), op=MPI.NO_OP)
                     raw_win.Flush(server)
+
+                raw_rep = np.zeros((n, args.cols), np.float32)
+
+                def raw_sub_place():
+                    raw_sub_indexed()
+                    scatter_rows(raw_rep, sub, buf[:nsub])
 
                 def raw_sub_block():
                     raw_win.Get_accumulate([buf[:nsub], MPI.FLOAT], [buf[:nsub], MPI.FLOAT], server,
@@ -174,33 +196,36 @@ def bench(args):
                 row_type = MPI.FLOAT.Create_contiguous(args.cols).Commit()
                 sub_type = row_type.Create_indexed_block(1, sub.astype(np.int32).tolist()).Commit()
                 t.get()
+                warm = 2 * COVER_TRIALS + 1         # past the scattered read's timed trials
                 for name, a, b, setup in (("get", ps_get, raw_get, new_clock),
                                           ("push: clock", w.clock, raw_inc, fill_oplog),
                                           ("push vs acc+reset", w.clock, raw_inc_reset, fill_oplog),
                                           ("push vs raw clock", w.clock, raw_clock, fill_oplog),
                                           ("get 10%", ps_sub, raw_sub_indexed, new_clock),
+                                          ("get 10% vs read+place", ps_sub, raw_sub_place, new_clock),
                                           ("get 10% vs block", ps_sub, raw_sub_block, new_clock)):
-                    setup(); a(); b()               # warm
-                    res[name] = paired(a, b, reps, setup)
+                    for _ in range(warm):
+                        setup(); a(); b()
+                    res[name] = paired(a, b, reps, setup) + (way(name),)
                 sub_type.Free()
                 row_type.Free()
-                res["clock (empty)"] = paired(w.clock, raw_publish, reps)
+                res["clock (empty)"] = paired(w.clock, raw_publish, reps) + ("",)
                 return res
 
             out = ps.run(work)
             if out.worker is not None and out.worker.is_leader:
-                for name, (a, b, r) in out.value.items():
-                    rows_out.append((n, name, a, b, r))
+                for name, (a, b, r, way) in out.value.items():
+                    rows_out.append((n, name, a, b, r, way))
     return rows_out
 
 
 def report(rows, cols, ranks):
     print(f"# ssp-mpi operation cost vs raw RMA (float32 x {cols} cols, {ranks} ranks, 1 server)")
-    print(f"{'rows':>9} {'operation':<18} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}")
-    for n, name, a, b, ratio in rows:
+    print(f"{'rows':>9} {'operation':<22} {'ssp-mpi':>11} {'raw RMA':>11} {'ratio':>7} {'GB/s':>7}  way")
+    for n, name, a, b, ratio, way in rows:
         nbytes = n * cols * 4 * (0.1 if "10%" in name else 1)
-        print(f"{n:>9} {name:<18} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
-              f"{nbytes / a / 1e9 if 'empty' not in name else float('nan'):>7.2f}")
+        print(f"{n:>9} {name:<22} {a * 1e6:>9.1f}us {b * 1e6:>9.1f}us {ratio:>7.2f} "
+              f"{nbytes / a / 1e9 if 'empty' not in name else float('nan'):>7.2f}  {way}".rstrip())
 
 
 def main(argv=None):

@@ -53,28 +53,30 @@ class Board:
         self.window.win.Flush(self.home)
 
     def read(self):
-        """Atomic snapshot of the whole board (a copy); also completes any
-        ``_post_put`` posted before it (one ``Flush``)."""
+        """Atomic snapshot of the whole board, as a list of Python ints (for
+        a board of a few elements cheaper to make and to index than an
+        array); also completes any ``_post_put`` posted before it (one
+        ``Flush``)."""
         win = self.window.win
         win.Get_accumulate(self._buf_msg, self._buf_msg, self.home, self._all_target, MPI.NO_OP)
         win.Flush(self.home)
-        return self._buf.copy()
+        return self._buf.tolist()
 
     def server_clock(self, snapshot=None):
         b = self.read() if snapshot is None else snapshot
-        return min(b[:self.n_workers].tolist())       # tolist: cheaper than ndarray.min for a few
+        return min(b[:self.n_workers])
 
     def reads_done(self, snapshot=None):
         b = self.read() if snapshot is None else snapshot
-        return min(b[self.n_workers:2 * self.n_workers].tolist())
+        return min(b[self.n_workers:2 * self.n_workers])
 
     def requests_seen(self, snapshot=None):
         b = self.read() if snapshot is None else snapshot
-        return b[2 * self.n_workers:3 * self.n_workers]
+        return np.array(b[2 * self.n_workers:3 * self.n_workers], np.int64)
 
     def flag(self, which, snapshot=None):
         b = self.read() if snapshot is None else snapshot
-        return int(b[3 * self.n_workers + which])
+        return b[3 * self.n_workers + which]
 
     def publish_clock(self, worker, clock):
         """Publish ``clock`` as ``worker``'s and return a snapshot of the

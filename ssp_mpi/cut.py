@@ -199,6 +199,9 @@ class WorkerCuts:
         if kind:
             board.raise_flag(FLAG_REQUEST, ((self.cutter.generation + 1) << 2) | kind)
             snapshot = None                 # read again: the flag just raised
+        elif (self.target is None and not self.cutter.every
+              and board.flag(FLAG_REQUEST, snapshot) >> 2 <= self.cutter.generation):
+            return                          # the common case: nothing to do here
         if self.target is None:
             if snapshot is None:
                 with w.stats.comm():

@@ -54,6 +54,17 @@ STAGE_BYTES = int(os.environ.get("SSP_MPI_STAGE_BYTES", 64 << 20))
 # the next RESCAN_EVERY - 1 pushes send every row without scanning.
 DENSE_PUSH = 0.5
 RESCAN_EVERY = 16
+# Timed reads of each way a row set can be read, before the faster is kept
+# (``WorkerTable._reader``; 0: the covering rule alone decides).
+COVER_TRIALS = int(os.environ.get("SSP_MPI_COVER_TRIALS", 3))
+
+
+def faster_variant(times):
+    """Index of the variant whose fastest read was fastest (other load only
+    slows a read down, so the minimum is the least noisy figure); the
+    rule's own choice, 0, on a tie."""
+    best = [min(t) for t in times]
+    return min(range(len(best)), key=lambda i: (best[i], i))
 
 
 @dataclass
@@ -162,17 +173,43 @@ class WorkerTable:
             self._pushers.clear()
         return self._stage
 
-    def _mover(self, rs, push):
-        """A function that moves ``rs`` from the shards into the replica (a
-        read) or from the oplog into the shards (a push; the caller flushes).
-        Messages, targets and staging views are built here, once per row
-        set, so that a call only posts the transfers: for a read of one
-        block, one ``Get_accumulate`` and one ``Flush`` and nothing else."""
+    def _reader(self, rs):
+        """The function that reads ``rs`` into the replica.  When the row
+        set can move its rows two ways (``RowSet.read_variants``: cover a
+        server's range or not), its first ``2 * COVER_TRIALS`` reads
+        alternate between them, each timed, and then the one with the
+        faster best read is kept for good (``rs.use_read``): the machine,
+        not a fixed rule, decides."""
+        if len(rs.read_variants) == 1 or rs.read_chosen or COVER_TRIALS <= 0:
+            return self._mover(rs.read_transfers, push=False)
+        movers = [self._mover(v, push=False) for v in rs.read_variants]
+        times = [[] for _ in movers]
+
+        def trial():
+            i = (len(times[0]) + len(times[1])) % 2
+            rs.use_read(i)                  # _fetch re-applies increments over these rows
+            t0 = perf_counter()
+            movers[i]()
+            times[i].append(perf_counter() - t0)
+            if len(times[1]) >= COVER_TRIALS:
+                best = faster_variant(times)
+                rs.use_read(best)
+                rs.read_chosen = True
+                self._readers[rs] = movers[best]
+        return trial
+
+    def _mover(self, transfers, push):
+        """A function that moves ``transfers`` (of one row set) from the
+        shards into the replica (a read) or from the oplog into the shards
+        (a push; the caller flushes).  Messages, targets and staging views
+        are built here, once per row set, so that a call only posts the
+        transfers: for a read of one block, one ``Get_accumulate`` and one
+        ``Flush`` and nothing else."""
         win = self._window.win
         flush, flush_all = win.Flush, win.Flush_all
         if push:
             delta, acc = self._delta, win.Accumulate
-            batches = [self._post_list(group, delta) for group in self._groups(rs)]
+            batches = [self._post_list(group, delta) for group in self._groups(transfers)]
             several = len(batches) > 1          # then the stage is reused: flush between
 
             def push_rows():
@@ -185,7 +222,7 @@ class WorkerTable:
                         flush(one)
             return push_rows
         replica, get = self.replica, win.Get_accumulate
-        batches = [self._post_list(group, replica) for group in self._groups(rs)]
+        batches = [self._post_list(group, replica) for group in self._groups(transfers)]
         if len(batches) == 1 and len(batches[0][0]) == 1 and not batches[0][1]:
             (msg, rank, target), = batches[0][0]
 
@@ -206,14 +243,14 @@ class WorkerTable:
                     scatter_rows(replica, rows, stage)
         return read_rows
 
-    def _groups(self, rs):
+    def _groups(self, transfers):
         """``[[(transfer, stage view or None)]]``: one group when the staged
         transfers fit in ``STAGE_BYTES`` together, else one per transfer."""
-        staged = [t for t in rs.transfers if not t.direct]
+        staged = [t for t in transfers if not t.direct]
         if sum(t.nbytes for t in staged) <= STAGE_BYTES:
             stage = self._staging(sum(t.count for t in staged))
             out, at = [], 0
-            for t in rs.transfers:
+            for t in transfers:
                 if t.direct:
                     out.append((t, None))
                 else:
@@ -221,7 +258,7 @@ class WorkerTable:
                     at += t.count
             return [out]
         stage = self._staging(max(t.count for t in staged))
-        return [[(t, None if t.direct else stage[:t.count])] for t in rs.transfers]
+        return [[(t, None if t.direct else stage[:t.count])] for t in transfers]
 
     def _post_list(self, group, array):
         ops, staged = [], []
@@ -303,16 +340,17 @@ class WorkerTable:
         t0 = perf_counter()
         read = self._readers.get(rs)
         if read is None:
-            read = self._readers[rs] = self._mover(rs, push=False)
+            read = self._readers[rs] = self._reader(rs)
         read()
         if not self._delta_clean:        # read-my-writes: re-apply unpushed increments
-            for t in rs.transfers:
+            for t in rs.read_transfers:
                 if t.direct:
                     self.replica[t.rows] += self._delta[t.rows]
                 else:
                     add_rows(self.replica, t.global_rows, self._delta)
-        self._w.stats.add_comm(perf_counter() - t0, in_bytes=rs.nbytes)
-        self.freshness.mark(rs, server_clock, self._w.clock_value)
+        w = self._w
+        w.stats.add_comm(perf_counter() - t0, rs.read_nbytes)
+        self.freshness.mark(rs, server_clock, w.clock_value)
 
     # -- increments --------------------------------------------------------
     def inc(self, rows, values, cols=None):
@@ -360,11 +398,11 @@ class WorkerTable:
 
     def _send(self, push_set, temporary):
         if temporary:
-            self._mover(push_set, push=True)()
+            self._mover(push_set.transfers, push=True)()
         else:
             push = self._pushers.get(push_set)
             if push is None:
-                push = self._pushers[push_set] = self._mover(push_set, push=True)
+                push = self._pushers[push_set] = self._mover(push_set.transfers, push=True)
             push()
         self._pending = (push_set, temporary)
         return push_set.nbytes

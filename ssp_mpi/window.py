@@ -195,22 +195,45 @@ class RowTransfer:
 # is cheap; covering paid from ~1 in 10 rows (large ranges) and ~1 in 4
 # (small ones).  Hence COVER_BYTES for ranges over COVER_CACHED_SPAN bytes and
 # COVER_BYTES_CACHED for the others.  0 turns covering off.
+#
+# The same machine on another day (2026-12-08) read 10^4 scattered rows of a
+# 6.4 MB shard in 53 us and the whole range in 120-150 us: a scattered row
+# cost ~140 bytes, not ~700.  No fixed bound follows a machine's mood, so
+# reads try both ways (``RowSet.read_variants``, ``COVER_TRIALS``): for a
+# part of a row set within COVER_TRY x the bound either way, the first reads
+# alternate between the rule's choice and the other one, and the faster is
+# kept (``table.WorkerTable``).  Pushes keep the rule's choice.
 COVER_BYTES = int(os.environ.get("SSP_MPI_COVER_BYTES", 384))
 COVER_BYTES_CACHED = int(os.environ.get("SSP_MPI_COVER_BYTES_CACHED", 150))
 COVER_CACHED_SPAN = 2 << 20
+COVER_TRY = 4
+
+
+def _cover_terms(local_rows, row_bytes, cover_bytes):
+    """``(extra bytes, bound)`` of covering ``local_rows``'s range: covering
+    when ``extra <= bound``; None when the rows are contiguous already."""
+    count = local_rows.size
+    span = int(local_rows[-1] - local_rows[0]) + 1
+    if span == count:
+        return None
+    if cover_bytes is None:
+        cover_bytes = COVER_BYTES if span * row_bytes > COVER_CACHED_SPAN else COVER_BYTES_CACHED
+    blocks = partition.runs(local_rows)[0].size
+    return (span - count) * row_bytes, cover_bytes * (blocks + count)
 
 
 def covering(local_rows, row_bytes, cover_bytes=None):
     """Whether to move the whole range ``local_rows[0] .. local_rows[-1]``
     instead of the scattered rows themselves."""
-    count = local_rows.size
-    span = int(local_rows[-1] - local_rows[0]) + 1
-    if span == count:
-        return False                      # already contiguous
-    if cover_bytes is None:
-        cover_bytes = COVER_BYTES if span * row_bytes > COVER_CACHED_SPAN else COVER_BYTES_CACHED
-    blocks = partition.runs(local_rows)[0].size
-    return (span - count) * row_bytes <= cover_bytes * (blocks + count)
+    terms = _cover_terms(local_rows, row_bytes, cover_bytes)
+    return terms is not None and terms[0] <= terms[1]
+
+
+def cover_in_doubt(local_rows, row_bytes, cover_bytes=None):
+    """Whether the rule's choice for ``local_rows`` is close enough (the
+    extra bytes within COVER_TRY x the bound) to be worth timing both ways."""
+    terms = _cover_terms(local_rows, row_bytes, cover_bytes)
+    return terms is not None and 0 < terms[1] and terms[0] <= COVER_TRY * terms[1]
 
 
 class RowSet:
@@ -221,7 +244,13 @@ class RowSet:
     last row (see ``covering``): a read then also refreshes the rows in
     between (fresher values are always allowed; the reader re-applies its own
     unpushed increments to every row it overwrites), a push also sends the
-    rows in between (their oplog rows are zero or their own increments)."""
+    rows in between (their oplog rows are zero or their own increments).
+
+    ``transfers`` follow the rule and serve pushes.  ``read_variants`` are
+    the ways a read may move the rows: the rule's, and -- when some part's
+    choice is in doubt (``cover_in_doubt``) -- the same with those parts'
+    choice flipped.  ``read_transfers`` / ``read_nbytes`` are the variant
+    reads use now (``use_read``)."""
 
     def __init__(self, rows, n_rows, cols, dtype, n_servers, cover_bytes=None):
         rows = np.unique(np.asarray(rows, dtype=np.int64))
@@ -234,23 +263,43 @@ class RowSet:
         self.rowtype.Commit()
         itemsize = np.dtype(dtype).itemsize
         base = mpi_type(dtype)
-        self.transfers = []
+        row_bytes = cols * itemsize
+
+        def transfer(s, g, l, cover):
+            if cover:
+                l = np.arange(l[0], l[-1] + 1, dtype=np.int64)
+                g = partition.global_index(l, n_servers, s)
+            return RowTransfer(s, g, l, self.rowtype, cols, itemsize, base)
+
+        self.transfers, flipped = [], []
         for s, (g, l) in enumerate(partition.split_by_server(rows, n_servers)):
             if not g.size:
                 continue
-            if covering(l, cols * itemsize, cover_bytes):
-                l = np.arange(l[0], l[-1] + 1, dtype=np.int64)
-                g = partition.global_index(l, n_servers, s)
-            self.transfers.append(RowTransfer(s, g, l, self.rowtype, cols, itemsize, base))
+            cover = covering(l, row_bytes, cover_bytes)
+            t = transfer(s, g, l, cover)
+            self.transfers.append(t)
+            flipped.append(transfer(s, g, l, not cover) if cover_in_doubt(l, row_bytes, cover_bytes)
+                           else t)
+        self.read_variants = [self.transfers]
+        if any(f is not t for f, t in zip(flipped, self.transfers)):
+            self.read_variants.append(flipped)
         self.max_count = max((t.count for t in self.transfers), default=0)
         self.total_count = sum(t.count for t in self.transfers)
         self.nbytes = sum(t.nbytes for t in self.transfers)     # bytes one transfer of the set moves
+        self.read_chosen = len(self.read_variants) == 1     # set once reads have picked a variant
+        self.use_read(0)
+
+    def use_read(self, variant):
+        """Reads move the rows as ``read_variants[variant]`` from now on."""
+        self.read_transfers = self.read_variants[variant]
+        self.read_nbytes = sum(t.nbytes for t in self.read_transfers)
 
     def free(self):
-        for t in self.transfers:
+        for t in {id(t): t for v in self.read_variants for t in v}.values():
             t.free()
-        self.transfers = []
-        self.nbytes = 0
+        self.transfers = self.read_transfers = []
+        self.read_variants = [[]]
+        self.nbytes = self.read_nbytes = 0
         if self.rowtype is not None:
             self.rowtype.Free()
             self.rowtype = None

@@ -141,14 +141,18 @@ class Worker:
             self._strict_hold()
         t0 = perf_counter()
         sent = 0
+        pushed = []
         for t in self._table_list:
-            sent += t.push()
-        for t in self._table_list:
+            n = t.push()                    # 0: a clean oplog, nothing to complete
+            if n:
+                sent += n
+                pushed.append(t)
+        for t in pushed:
             t.complete_push()
         self.clock_value += 1
         snap = self._board.publish_clock(self.index, self.clock_value)
         self._saw(snap)
-        self.stats.add_comm(perf_counter() - t0, out_bytes=sent)
+        self.stats.add_comm(perf_counter() - t0, 0, sent)
         record = self.stats.end_clock(self.clock_value - 1)
         self.cuts.boundary(snap)      # checkpoint / stop at this boundary if due
         return record

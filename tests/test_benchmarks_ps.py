@@ -15,12 +15,14 @@ def test_ps_ops_prints_every_operation_with_a_ratio():
     assert cp.returncode == 0, cp.stderr
     for n in (1000, 20000):
         for op in ("get", "push: clock", "push vs acc+reset", "push vs raw clock", "get 10%",
-                   "get 10% vs block", "clock (empty)"):
-            m = re.search(rf"^\s*{n}\s+{re.escape(op)}\s+([\d.]+)us\s+([\d.]+)us\s+([\d.]+)\s", cp.stdout,
-                          re.M)
+                   "get 10% vs read+place", "get 10% vs block", "clock (empty)"):
+            m = re.search(rf"^\s*{n}\s+{re.escape(op)}\s+([\d.]+)us\s+([\d.]+)us\s+([\d.]+)\s+\S+(.*)$",
+                          cp.stdout, re.M)
             assert m, f"no row for {n} {op}:\n{cp.stdout}"
-            ours, raw, ratio = map(float, m.groups())
+            ours, raw, ratio = map(float, m.groups()[:3])
             assert ours > 0 and raw > 0 and ratio > 0
+            way = m.group(4).strip()            # how the scattered reads moved their rows
+            assert way in (("covering", "scattered") if "10%" in op else ("",)), cp.stdout
 
 
 def test_paired_keeps_each_time_with_its_operation_whichever_goes_first():

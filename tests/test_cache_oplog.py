@@ -206,31 +206,88 @@ def test_inc_rejects_bad_input(table):
 def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
     """Each server's datatypes pick exactly its rows from a full replica and
     its shard (checked with local windows standing in for servers); covering
-    transfers pick every row of that server between its first and last."""
+    transfers pick every row of that server between its first and last.
+    Every way a read may move the set does (``read_variants``): the rule's,
+    and the one with the rule's choice flipped where it is in doubt."""
     n, k = 14, 4
     rs = RowSet(rows, n, k, np.float64, servers, cover_bytes=cover)
     full = np.arange(n * k, dtype=np.float64).reshape(n, k)
-    got = np.full((n, k), -1.0)
-    for tr in rs.transfers:
-        shard_rows = np.arange(tr.server, n, servers)
-        win = ShardWindow((len(shard_rows), k), np.float64, comm=MPI.COMM_SELF)
-        with win.local_epoch(0) as mem:
-            mem[:] = full[shard_rows]
-        win.win.Lock_all()
-        buf = np.empty((tr.count, k))
-        win.win.Get_accumulate(tr.spec(buf), tr.spec(buf), 0, target=tr.target(), op=MPI.NO_OP)
-        win.win.Unlock_all()
-        got[tr.rows] = buf
-        win.free()
-    want = np.full((n, k), -1.0)
-    moved = np.asarray(rows)
-    if cover:
-        moved = np.concatenate([np.arange(min(g), max(g) + 1, servers)
-                                for g in ([r for r in rows if r % servers == s]
-                                          for s in range(servers)) if g])
-    want[moved] = full[moved]
-    assert np.array_equal(got, want)
+    mine = {s: [r for r in rows if r % servers == s] for s in range(servers)}
+    spans = {s: np.arange(min(g), max(g) + 1, servers) for s, g in mine.items() if g}
+    gapped = [s for s in spans if len(spans[s]) > len(mine[s])]
+    assert len(rs.read_variants) == (2 if cover and gapped else 1)
+    for v, variant in enumerate(rs.read_variants):
+        got = np.full((n, k), -1.0)
+        want = np.full((n, k), -1.0)
+        for tr in variant:
+            shard_rows = np.arange(tr.server, n, servers)
+            win = ShardWindow((len(shard_rows), k), np.float64, comm=MPI.COMM_SELF)
+            with win.local_epoch(0) as mem:
+                mem[:] = full[shard_rows]
+            win.win.Lock_all()
+            buf = np.empty((tr.count, k))
+            win.win.Get_accumulate(tr.spec(buf), tr.spec(buf), 0, target=tr.target(), op=MPI.NO_OP)
+            win.win.Unlock_all()
+            got[tr.rows] = buf
+            win.free()
+            covers = bool(cover) and tr.server in gapped and v == 0   # the rule covers, the flip not
+            moved = spans[tr.server] if covers else np.asarray(mine[tr.server])
+            want[moved] = full[moved]
+        assert np.array_equal(got, want)
     rs.free()
+
+
+def test_faster_variant_takes_the_best_read_and_the_rule_on_a_tie():
+    from ssp_mpi.table import faster_variant
+    assert faster_variant([[5.0, 1.0, 9.0], [2.0, 2.0, 2.0]]) == 0      # best reads: 1 < 2
+    assert faster_variant([[5.0, 3.0], [2.0, 9.0]]) == 1
+    assert faster_variant([[2.0], [2.0]]) == 0
+
+
+def test_reads_time_both_ways_then_keep_the_faster(table, monkeypatch):
+    """A row set whose covering is in doubt is read both ways in turn for
+    the first 2 x COVER_TRIALS reads, then the way ``faster_variant`` names
+    is kept; under either way the rows read hold the server's values, and a
+    covering read also lands the rows between them with this worker's
+    unpushed increments re-applied (read-my-writes)."""
+    from ssp_mpi import table as table_mod
+    chose = []
+    monkeypatch.setattr(table_mod, "faster_variant",
+                        lambda times: chose.append([len(x) for x in times]) or 1)
+    t, w, win = table
+    rs = t._rowset([1, 6])
+    assert [v[0].count for v in rs.read_variants] == [6, 2]           # cover 1..6, or rows 1 and 6
+    t.inc([3], np.array([[1, 1, 1]]))
+    used = []
+    trials = table_mod.COVER_TRIALS
+    for c in range(2 * trials + 3):
+        add = np.full((10, 3), 100, np.int64)                          # another worker's update
+        win.win.Accumulate([add, MPI.INT64_T], 0, op=MPI.SUM)
+        win.win.Flush(0)
+        before = t.replica[3].copy()
+        t.invalidate()
+        v = t.get([1, 6])
+        server = server_values(win)
+        used.append(rs.read_transfers[0].count)
+        assert np.array_equal(v[[1, 6]], server[[1, 6]])
+        if used[-1] == 6:
+            assert np.array_equal(v[3], server[3] + 1)
+        else:
+            assert np.array_equal(v[3], before)                        # not read
+    assert used == [6, 2] * trials + [2, 2, 2]
+    assert chose == [[trials, trials]] and rs.read_chosen
+
+
+def test_no_trial_when_the_rule_is_clear_or_trials_are_off(table, monkeypatch):
+    from ssp_mpi import table as table_mod
+    t, w, win = table
+    assert len(t._rowset([2, 3, 4]).read_variants) == 1               # contiguous: nothing to choose
+    monkeypatch.setattr(table_mod, "COVER_TRIALS", 0)
+    rs = t._rowset([1, 6])
+    for c in range(3):
+        t.invalidate()
+        t.get([1, 6])
+        assert rs.read_transfers is rs.transfers and not rs.read_chosen
 
 
 def test_covering_rule():
