@@ -36,10 +36,10 @@ class Freshness:
 
     def oldest(self, rs):
         """(oldest server clock, oldest worker clock) of the rows of ``rs``."""
+        if rs.is_all and not self._partial:
+            return self._all                 # the common case first: no unpacking
         afc, afa = self._all
         if rs.is_all:
-            if not self._partial:
-                return afc, afa
             self._settle()
             return max(afc, int(self._fc.min())), max(afa, int(self._fa.min()))
         p = self._pending
@@ -49,15 +49,16 @@ class Freshness:
         return max(afc, int(self._fc[rs.rows].min())), max(afa, int(self._fa[rs.rows].min()))
 
     def mark(self, rs, server_clock, worker_clock):
-        """``rs`` was fetched after the server clock was ``server_clock``."""
+        """``rs`` was fetched after the server clock was ``server_clock``
+        (clocks are Python ints)."""
         if rs.is_all:
-            self._all = (int(server_clock), int(worker_clock))
+            self._all = (server_clock, worker_clock)
             self._partial = False
             self._pending = None             # older than the new whole-table stamp
             return
         if self._pending is not None and self._pending[0] is not rs:
             self._settle()
-        self._pending = (rs, int(server_clock), int(worker_clock))
+        self._pending = (rs, server_clock, worker_clock)
         self._partial = True
 
     def per_row(self):
