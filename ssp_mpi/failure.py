@@ -11,6 +11,7 @@
 import os
 import socket
 import sys
+import time
 import traceback
 
 from . import mpienv
@@ -19,6 +20,7 @@ from .errors import InputError, SSPError
 EXIT_INPUT = 2          # bad input / options / layout, reported on every rank
 EXIT_ABORT = 1          # an unexpected exception on some rank
 EXIT_STOPPED = 75       # stopped on a signal after writing a checkpoint (EX_TEMPFAIL: resume it)
+ABORT_GRACE_S = 0.3     # between printing a failure and aborting (see abort)
 
 _role = "rank"
 
@@ -55,6 +57,11 @@ def abort(exc, code=EXIT_ABORT):
                      f"{type(exc).__name__}: {exc}\n{text}")
     sys.stderr.flush()
     sys.stdout.flush()
+    # The launcher forwards a rank's output from a pipe; Abort makes it kill
+    # every rank, and a forwarder not yet scheduled to drain that pipe loses
+    # the message (seen once in CI: a failed run with empty stderr, on a
+    # loaded 2-core machine).  A moment's grace lets it drain.
+    time.sleep(ABORT_GRACE_S)
     mpienv.prepare()
     from mpi4py import MPI
     if MPI.Is_initialized() and not MPI.Is_finalized():

@@ -67,8 +67,15 @@ class ClockStats:
         """Compute seconds of the clock in progress (for the straggler knob)."""
         return max(0.0, time.perf_counter() - self._start - self._comm - self._wait)
 
-    def end_clock(self, clock):
+    def end_clock(self, clock, comm_since=None, out_bytes=0):
+        """Close the record of ``clock``; ``comm_since``: a ``perf_counter``
+        reading from which on the clock was communicating (the push and the
+        publish, counted here with no second reading), ``out_bytes`` what
+        it sent."""
         now = time.perf_counter()
+        if comm_since is not None:
+            self._comm += now - comm_since
+        self._out += out_bytes
         wall = now - self._start
         # CPU time costs a system call (~1-2 us, as much as the rest of an
         # empty clock): read it once at least CPU_SAMPLE_S of wall time has
@@ -80,9 +87,11 @@ class ClockStats:
             self._cpu_at = now
         else:
             cpu = self._cpu
-        rec = {"clock": int(clock), "wall_s": wall, "cpu_s": cpu - self._cpu,
-               "compute_s": max(0.0, wall - self._comm - self._wait),
-               "comm_s": self._comm, "wait_s": self._wait,
+        comm, wait = self._comm, self._wait
+        compute = wall - comm - wait
+        rec = {"clock": clock, "wall_s": wall, "cpu_s": cpu - self._cpu,
+               "compute_s": compute if compute > 0.0 else 0.0,
+               "comm_s": comm, "wait_s": wait,
                "bytes_out": self._out, "bytes_in": self._in,
                "elapsed_s": now - self._t0}
         self.records.append(rec)

@@ -152,8 +152,7 @@ class Worker:
         self.clock_value += 1
         snap = self._board.publish_clock(self.index, self.clock_value)
         self._saw(snap)
-        self.stats.add_comm(perf_counter() - t0, 0, sent)
-        record = self.stats.end_clock(self.clock_value - 1)
+        record = self.stats.end_clock(self.clock_value - 1, comm_since=t0, out_bytes=sent)
         self.cuts.boundary(snap)      # checkpoint / stop at this boundary if due
         return record
 
