@@ -21,9 +21,10 @@ import numpy as np
 class Freshness:
     def __init__(self, n_rows):
         self._all = (-1, -1)                 # (server clock, worker clock) of the last full read
+        self.whole = self._all               # the same while no subset was read since, else None:
+                                             # then it answers a read of all rows by itself
         self._fc = np.full(n_rows, -1, np.int64)
         self._fa = np.full(n_rows, -1, np.int64)
-        self._partial = False                # a subset read since the last full read
         self._pending = None                 # (row set, fc, fa): the last subset read,
                                              # not yet written to the per-row arrays
 
@@ -36,8 +37,8 @@ class Freshness:
 
     def oldest(self, rs):
         """(oldest server clock, oldest worker clock) of the rows of ``rs``."""
-        if rs.is_all and not self._partial:
-            return self._all                 # the common case first: no unpacking
+        if rs.is_all and self.whole is not None:
+            return self.whole
         afc, afa = self._all
         if rs.is_all:
             self._settle()
@@ -52,14 +53,13 @@ class Freshness:
         """``rs`` was fetched after the server clock was ``server_clock``
         (clocks are Python ints)."""
         if rs.is_all:
-            self._all = (server_clock, worker_clock)
-            self._partial = False
+            self._all = self.whole = (server_clock, worker_clock)
             self._pending = None             # older than the new whole-table stamp
             return
         if self._pending is not None and self._pending[0] is not rs:
             self._settle()
         self._pending = (rs, server_clock, worker_clock)
-        self._partial = True
+        self.whole = None
 
     def per_row(self):
         """Per-row (server clock, worker clock) arrays (new arrays)."""
@@ -69,8 +69,7 @@ class Freshness:
 
     def forget(self):
         """Mark every row as never fetched (the next read fetches)."""
-        self._all = (-1, -1)
+        self._all = self.whole = (-1, -1)
         self._fc.fill(-1)
         self._fa.fill(-1)
-        self._partial = False
         self._pending = None

@@ -321,9 +321,14 @@ class WorkerTable:
         w = self._w
         c = w.clock_value
         need = c - self._staleness            # -inf at staleness inf
-        oldest, last = self.freshness.oldest(rs)
+        fr = self.freshness
+        oldest, last = fr.whole if rs.is_all and fr.whole is not None else fr.oldest(rs)
         if oldest < 0 or oldest < need or (self._refresh_each_clock and last < c):
-            self._fetch(rs, w.server_clock_at_least(need))
+            # Stamp the rows with a server clock seen before the read and >=
+            # need: the newest this worker knows if it will do (an SSP read
+            # that needs no wait costs no board round trip), else wait for one.
+            sc = w.known_server_clock
+            self._fetch(rs, sc if sc >= need else w.wait_server_clock(need))
         if w.read_log is not None:
             w.record_read(self, rs, c)
         return self.replica

@@ -24,6 +24,9 @@ class Worker:
     comm                a communicator of the workers only (a duplicate)
     clock_value         the worker clock ``c`` (0 before the first ``clock()``)
     is_leader           True on worker 0, which prints progress and writes outputs
+    known_server_clock  the newest server clock this worker has seen (at its
+                        last ``clock()``, from the board snapshot taken in
+                        the same round trip, or wait)
     rng                 a NumPy Generator seeded from (seed, index)
     stats               per-clock compute / comm / wait seconds and bytes
     """
@@ -47,7 +50,7 @@ class Worker:
         self._table_list = list(self._tables.values())
         self._strict_hold_needed = self._strict and any(
             t.spec.staleness == 0 for t in self._table_list)
-        self._known_server_clock = session.start_clock
+        self.known_server_clock = session.start_clock
         self.read_log = None          # set to a list to record every read (tests)
         self.cuts = WorkerCuts(session.cutter, self, self._board)
 
@@ -72,29 +75,18 @@ class Worker:
     # -- the SSP clock ----------------------------------------------------
     def server_clock(self):
         with self.stats.comm():
-            self._known_server_clock = self._board.server_clock()
-        return self._known_server_clock
-
-    def server_clock_at_least(self, need):
-        """A server clock observed before now and ``>= need`` (waiting for it
-        if need be), to stamp a read with.  The board is read only when the
-        newest value this worker has seen (at its last ``clock()`` or wait)
-        is below ``need``: an SSP read that needs no wait costs no board
-        round trip.  Rows fetched after the returned value was observed hold
-        every update of the clocks below it."""
-        if self._known_server_clock >= need:
-            return self._known_server_clock
-        return self.wait_server_clock(need)
+            self.known_server_clock = self._board.server_clock()
+        return self.known_server_clock
 
     def _saw(self, snapshot):
         """Remember the server clock a board snapshot shows."""
-        self._known_server_clock = max(self._known_server_clock,
+        self.known_server_clock = max(self.known_server_clock,
                                        self._board.server_clock(snapshot))
-        return self._known_server_clock
+        return self.known_server_clock
 
     def wait_server_clock(self, target):
         """Block (sleeping) until the server clock is >= ``target``."""
-        if self._known_server_clock >= target:
+        if self.known_server_clock >= target:
             return self.server_clock()
         return self._saw(self._wait_until(lambda b: self._board.server_clock(b) >= target))
 

@@ -36,8 +36,9 @@ class FakeWorker:
     def server_clock(self):
         return self.sclock
 
-    def server_clock_at_least(self, need):
-        return self.sclock if self.sclock >= need else self.wait_server_clock(need)
+    @property
+    def known_server_clock(self):
+        return self.sclock
 
     def wait_server_clock(self, target):
         self.waited_for.append(target)
