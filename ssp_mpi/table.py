@@ -13,6 +13,7 @@ Kernels receive ``replica`` and ``delta`` as plain NumPy arrays and add every
 increment to both (``replica[i] += d; delta[i] += d``); they never touch MPI.
 """
 import ctypes
+import logging
 import os
 from dataclasses import dataclass
 from time import perf_counter
@@ -31,6 +32,7 @@ from .freshness import Freshness
 from .window import RowSet
 
 NO_OP, SUM = MPI.NO_OP, MPI.SUM
+log = logging.getLogger("ssp_mpi.table")
 
 REFRESH_MODES = ("clock", "lazy")
 ALIGN = 64          # replica and oplog rows start on a cache line (kernels run faster)
@@ -196,6 +198,9 @@ class WorkerTable:
                 rs.use_read(best)
                 rs.read_chosen = True
                 self._readers[rs] = movers[best]
+                log.debug("table %r: %d rows read as %d (best of %d reads each: %s us)", self.name,
+                          rs.rows.size, sum(t.count for t in rs.read_transfers), COVER_TRIALS,
+                          " / ".join(f"{min(t) * 1e6:.0f}" for t in times))
         return trial
 
     def _mover(self, transfers, push):

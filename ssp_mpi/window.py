@@ -200,7 +200,8 @@ class RowTransfer:
 # 6.4 MB shard in 53 us and the whole range in 120-150 us: a scattered row
 # cost ~140 bytes, not ~700.  No fixed bound follows a machine's mood, so
 # reads try both ways (``RowSet.read_variants``, ``COVER_TRIALS``): for a
-# part of a row set within COVER_TRY x the bound either way, the first reads
+# part of a row set whose extra bytes are within COVER_TRY x the bound
+# either way (a set of 97 % of a range is no doubt), the first reads
 # alternate between the rule's choice and the other one, and the faster is
 # kept (``table.WorkerTable``).  Pushes keep the rule's choice.
 COVER_BYTES = int(os.environ.get("SSP_MPI_COVER_BYTES", 384))
@@ -231,9 +232,11 @@ def covering(local_rows, row_bytes, cover_bytes=None):
 
 def cover_in_doubt(local_rows, row_bytes, cover_bytes=None):
     """Whether the rule's choice for ``local_rows`` is close enough (the
-    extra bytes within COVER_TRY x the bound) to be worth timing both ways."""
+    extra bytes within COVER_TRY x the bound either way) to be worth timing
+    both ways."""
     terms = _cover_terms(local_rows, row_bytes, cover_bytes)
-    return terms is not None and 0 < terms[1] and terms[0] <= COVER_TRY * terms[1]
+    return terms is not None and terms[1] <= COVER_TRY * terms[0] and terms[0] <= COVER_TRY * terms[1] \
+        and terms[1] > 0
 
 
 class RowSet:

@@ -201,7 +201,7 @@ def test_inc_rejects_bad_input(table):
         t.inc([0], np.ones((1, 3)))
 
 
-@pytest.mark.parametrize("cover", [0, 10 ** 6])
+@pytest.mark.parametrize("cover", [0, 30, 10 ** 6])
 @pytest.mark.parametrize("servers", [1, 2, 3])
 @pytest.mark.parametrize("rows", [[0], [3, 4, 5], [0, 2, 4, 6], [1, 2, 7, 11, 12, 13]])
 def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
@@ -210,13 +210,15 @@ def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
     transfers pick every row of that server between its first and last.
     Every way a read may move the set does (``read_variants``): the rule's,
     and the one with the rule's choice flipped where it is in doubt."""
+    from ssp_mpi import partition
     n, k = 14, 4
     rs = RowSet(rows, n, k, np.float64, servers, cover_bytes=cover)
     full = np.arange(n * k, dtype=np.float64).reshape(n, k)
-    mine = {s: [r for r in rows if r % servers == s] for s in range(servers)}
-    spans = {s: np.arange(min(g), max(g) + 1, servers) for s, g in mine.items() if g}
-    gapped = [s for s in spans if len(spans[s]) > len(mine[s])]
-    assert len(rs.read_variants) == (2 if cover and gapped else 1)
+    parts = {s: (g, l) for s, (g, l) in enumerate(partition.split_by_server(np.array(rows), servers))
+             if g.size}
+    rule = {s: window.covering(l, k * 8, cover) for s, (g, l) in parts.items()}
+    doubt = {s: window.cover_in_doubt(l, k * 8, cover) for s, (g, l) in parts.items()}
+    assert len(rs.read_variants) == (2 if any(doubt.values()) else 1)
     for v, variant in enumerate(rs.read_variants):
         got = np.full((n, k), -1.0)
         want = np.full((n, k), -1.0)
@@ -231,8 +233,9 @@ def test_rowset_datatypes_select_the_right_rows(servers, rows, cover):
             win.win.Unlock_all()
             got[tr.rows] = buf
             win.free()
-            covers = bool(cover) and tr.server in gapped and v == 0   # the rule covers, the flip not
-            moved = spans[tr.server] if covers else np.asarray(mine[tr.server])
+            g = parts[tr.server][0]
+            covers = rule[tr.server] != (v == 1 and doubt[tr.server])     # the flip where in doubt
+            moved = np.arange(g[0], g[-1] + 1, servers) if covers else g
             want[moved] = full[moved]
         assert np.array_equal(got, want)
     rs.free()
@@ -256,8 +259,8 @@ def test_reads_time_both_ways_then_keep_the_faster(table, monkeypatch):
     monkeypatch.setattr(table_mod, "faster_variant",
                         lambda times: chose.append([len(x) for x in times]) or 1)
     t, w, win = table
-    rs = t._rowset([1, 6])
-    assert [v[0].count for v in rs.read_variants] == [6, 2]           # cover 1..6, or rows 1 and 6
+    rs = t._rowset([0, 9])
+    assert [v[0].count for v in rs.read_variants] == [10, 2]          # cover 0..9, or rows 0 and 9
     t.inc([3], np.array([[1, 1, 1]]))
     used = []
     trials = table_mod.COVER_TRIALS
@@ -267,15 +270,15 @@ def test_reads_time_both_ways_then_keep_the_faster(table, monkeypatch):
         win.win.Flush(0)
         before = t.replica[3].copy()
         t.invalidate()
-        v = t.get([1, 6])
+        v = t.get([0, 9])
         server = server_values(win)
         used.append(rs.read_transfers[0].count)
-        assert np.array_equal(v[[1, 6]], server[[1, 6]])
-        if used[-1] == 6:
+        assert np.array_equal(v[[0, 9]], server[[0, 9]])
+        if used[-1] == 10:
             assert np.array_equal(v[3], server[3] + 1)
         else:
             assert np.array_equal(v[3], before)                        # not read
-    assert used == [6, 2] * trials + [2, 2, 2]
+    assert used == [10, 2] * trials + [2, 2, 2]
     assert chose == [[trials, trials]] and rs.read_chosen
 
 
@@ -283,12 +286,24 @@ def test_no_trial_when_the_rule_is_clear_or_trials_are_off(table, monkeypatch):
     from ssp_mpi import table as table_mod
     t, w, win = table
     assert len(t._rowset([2, 3, 4]).read_variants) == 1               # contiguous: nothing to choose
+    assert len(t._rowset([1, 6]).read_variants) == 1                  # 2 of 6 rows: cover, no doubt
     monkeypatch.setattr(table_mod, "COVER_TRIALS", 0)
-    rs = t._rowset([1, 6])
+    rs = t._rowset([0, 9])
+    assert len(rs.read_variants) == 2
     for c in range(3):
         t.invalidate()
-        t.get([1, 6])
+        t.get([0, 9])
         assert rs.read_transfers is rs.transfers and not rs.read_chosen
+
+
+def test_covering_doubt_is_two_sided():
+    from ssp_mpi.window import cover_in_doubt
+    big = 10**5
+    assert cover_in_doubt(np.arange(0, big, 10), 64)               # 10%: 9 x 64 B ~ 2 x 384 x 0.75
+    assert not cover_in_doubt(np.delete(np.arange(big), np.arange(0, big, 30)), 64)   # 97%: cover
+    assert not cover_in_doubt(np.arange(0, big, 100), 64)          # 1%: scattered
+    assert not cover_in_doubt(np.arange(0, big, 10), 64, cover_bytes=0)
+    assert not cover_in_doubt(np.arange(5), 64)                    # contiguous
 
 
 def test_covering_rule():
