@@ -81,7 +81,7 @@ class Worker:
     def _saw(self, snapshot):
         """Remember the server clock a board snapshot shows."""
         self.known_server_clock = max(self.known_server_clock,
-                                       self._board.server_clock(snapshot))
+                                      self._board.server_clock(snapshot))
         return self.known_server_clock
 
     def wait_server_clock(self, target):
