@@ -27,11 +27,6 @@ import logging
 import os
 from pathlib import Path
 
-from . import mpienv
-
-mpienv.prepare()          # before MPI_Init: see ssp_mpi/mpienv.py
-from mpi4py import MPI  # noqa: E402
-
 from . import checkpoint, mpienv, signals
 from .board import DONE, FLAG_REQUEST
 from .errors import SSPError

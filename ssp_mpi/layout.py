@@ -7,8 +7,6 @@ allocated.
 """
 from dataclasses import dataclass
 
-import numpy as np
-
 from .errors import LayoutError
 
 

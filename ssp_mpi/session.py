@@ -126,8 +126,8 @@ class Session:
 
     def _allocate(self):
         rank = self.comm.rank
-        from kernels import oplog, rows
-        mpienv.compile_once(self.comm, lambda: (oplog.warmup(), rows.warmup()))
+        from kernels import oplog, rows as row_kernels
+        mpienv.compile_once(self.comm, lambda: (oplog.warmup(), row_kernels.warmup()))
         for name, spec in self.specs.items():
             self.windows[name] = ShardWindow(shard_shape(spec, self.layout, rank), spec.dtype,
                                              comm=self.comm)
