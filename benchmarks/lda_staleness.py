@@ -206,7 +206,7 @@ def main(argv=None):
                    wait_s=median([r["wait_s"] for r in rs]),
                    wait_max_s=median([r["wait_max_s"] for r in rs]))
         table.append(row)
-        print(f"{s:>5s} {'on' if st else 'off':>9s} {row['train_wall_s']:7.2f} "
+        print(f"{s:>5s} {'on' if st else 'off':>9s} {row['train_wall_s']:7.3f} "
               f"{fmt(ttt, '.2f', 15)} {row['final']:13.4f} {row['wait_s']:7.2f} "
               f"{row['wait_max_s']:7.2f}")
     for st in (False, True):

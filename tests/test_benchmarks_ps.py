@@ -14,7 +14,7 @@ def test_ps_ops_prints_every_operation_with_a_ratio():
                         capture_output=True, text=True, timeout=180)
     assert cp.returncode == 0, cp.stderr
     for n in (1000, 20000):
-        for op in ("get", "push: clock", "push vs acc+reset", "push vs raw clock", "get 10%",
+        for op in ("get", "get vs Rget", "push: clock", "push vs acc+reset", "push vs raw clock", "get 10%",
                    "get 10% vs read+place", "get 10% vs block", "clock (empty)"):
             m = re.search(rf"^\s*{n}\s+{re.escape(op)}\s+([\d.]+)us\s+([\d.]+)us\s+([\d.]+)\s+\S+(.*)$",
                           cp.stdout, re.M)
