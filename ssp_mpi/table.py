@@ -165,8 +165,15 @@ class WorkerTable:
     def delta(self):
         """The oplog.  Whoever takes it may add increments, so taking it
         marks the oplog as possibly non-empty (read-my-writes stays exact)."""
-        self._delta_clean = False
+        if self._delta_clean:
+            self._dirtied()
         return self._delta
+
+    def _dirtied(self):
+        """The oplog may hold increments from now on: the worker's next
+        ``clock()`` pushes this table (it pushes only the tables listed)."""
+        self._delta_clean = False
+        self._w.dirty_tables.append(self)
 
     def _staging(self, rows):
         if self._stage.shape[0] < rows:
@@ -380,12 +387,14 @@ class WorkerTable:
         index = rows if cols is None else (rows, np.asarray(cols, np.int64))
         np.add.at(self.replica, index, vals)
         np.add.at(self._delta, index, vals)
-        self._delta_clean = False
+        if self._delta_clean:
+            self._dirtied()
 
     # -- push (called by Worker.clock) ------------------------------------
     def push(self):
         """Accumulate the oplog's non-zero rows into the shards; returns bytes
-        sent.  The worker then calls ``complete_push`` on every table."""
+        sent (0: nothing to push, the oplog is clean now).  The worker then
+        calls ``complete_push`` on every table that sent something."""
         if self._delta_clean:
             return 0
         delta = self._delta

@@ -52,6 +52,7 @@ class Worker:
             t.spec.staleness == 0 for t in self._table_list)
         self.known_server_clock = session.start_clock
         self.read_log = None          # set to a list to record every read (tests)
+        self.dirty_tables = []        # tables whose oplog may hold increments (they add themselves)
         self.cuts = WorkerCuts(session.cutter, self, self._board)
 
     def set_state(self, fn):
@@ -134,11 +135,12 @@ class Worker:
         t0 = perf_counter()
         sent = 0
         pushed = []
-        for t in self._table_list:
-            n = t.push()                    # 0: a clean oplog, nothing to complete
+        for t in self.dirty_tables:
+            n = t.push()                    # 0: nothing to push, the oplog is clean
             if n:
                 sent += n
                 pushed.append(t)
+        self.dirty_tables.clear()           # clean, or once complete_push ran
         for t in pushed:
             t.complete_push()
         self.clock_value += 1

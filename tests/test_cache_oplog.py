@@ -27,6 +27,7 @@ class FakeWorker:
     read_log = None
 
     def __init__(self):
+        self.dirty_tables = []
         self.layout = types.SimpleNamespace(servers=(0,))
         self.clock_value = 0
         self.stats = ClockStats()
