@@ -41,9 +41,9 @@ same run and against the same server:
             step of the raw clock above).
 
 The raw operations post messages built once, through bound methods, as a
-tuned mpi4py loop would.  Untimed set-up before each pair: ``clock()`` with an empty oplog before a
-read (so that the read is a real one at a new clock), filling the oplog
-before a push.
+tuned mpi4py loop would.  Untimed set-up before each pair: ``clock()`` with
+an empty oplog before a read (so that the read is a real one at a new
+clock), filling the oplog before a push.
 Reading the figures: below ~10^4 rows an operation is latency-bound (one
 RMA round trip on shared memory is 1.5-5 us, by the machine's state).  An
 SSP read that needs no wait is one round trip, like the raw read (the worker
@@ -51,8 +51,8 @@ knows the server clock from the board snapshot its last ``clock()`` took in
 the same round trip as publishing its clock), plus ~0.5 us of Python
 bookkeeping (the freshness check and stamps, the comm-time accounting); a
 clock is two round trips (the increments, then publishing the clock once
-they are complete), like the raw clock, plus ~1.5 us of Python.  Against a bare accumulate
-a push also pays for clearing the oplog (a memory pass as long as the
+they are complete), like the raw clock, plus ~2 us of Python.  Against a
+bare accumulate a push also pays for clearing the oplog (a memory pass as long as the
 accumulate for narrow rows) and for publishing the clock.  A scattered read
 also lands the rows in place in the full-size replica.
 

@@ -235,8 +235,10 @@ def cover_in_doubt(local_rows, row_bytes, cover_bytes=None):
     extra bytes within COVER_TRY x the bound either way) to be worth timing
     both ways."""
     terms = _cover_terms(local_rows, row_bytes, cover_bytes)
-    return terms is not None and terms[1] <= COVER_TRY * terms[0] and terms[0] <= COVER_TRY * terms[1] \
-        and terms[1] > 0
+    if terms is None:
+        return False
+    extra, bound = terms                  # extra > 0: a bound of 0 (covering off) is no doubt
+    return bound <= COVER_TRY * extra and extra <= COVER_TRY * bound
 
 
 class RowSet:
